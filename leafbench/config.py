@@ -132,9 +132,11 @@ class PruningConfig(Strict):
 
 
 class LossConfig(Strict):
-    """`hybrid`: λ·KL(original) + (1−λ)·KL(counterfactual) — the paper's loss."""
+    """`hybrid`: λ·D(original) + (1−λ)·D(counterfactual), each batch pairing originals with their
+    counterfactuals — the paper's loss. `mixed`: originals and counterfactuals as one shuffled
+    set, every response token weighted alike — the official code's recipe (λ implicit)."""
 
-    mode: Literal["hybrid"] = "hybrid"
+    mode: Literal["hybrid", "mixed"] = "hybrid"
     lam: Unit = Field(0.5, alias="lambda")
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
     divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
@@ -143,16 +145,53 @@ class LossConfig(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @model_validator(mode="after")
+    def _lambda_only_for_hybrid(self) -> LossConfig:
+        if self.mode == "mixed" and "lam" in self.model_fields_set:
+            raise _FieldProblem(
+                "lambda", self.lam,
+                "mode 'mixed' has no λ (originals and counterfactuals form one shuffled set); "
+                "remove lambda or use mode 'hybrid'",
+            )
+        return self
+
+
+class TeacherCacheConfig(Strict):
+    """The teacher's response-position outputs, computed once per (teacher, dataset, truncation)
+    and reused by every epoch, λ and sweep trial. `exact`: full logits (small vocabularies).
+    `topk`: the k largest log-probabilities plus the tail mass, so the divergence stays proper.
+    `auto`: exact up to `exact_max_vocab` tokens, else topk. `off`: run the teacher every step."""
+
+    mode: Literal["auto", "exact", "topk", "off"] = "auto"
+    k: PositiveInt = 128
+    exact_max_vocab: PositiveInt = 8192
+
+
+class LaunchConfig(Strict):
+    """How the distillation recipe is started. One process runs in the pipeline's own process;
+    more go through `accelerate launch` with `accelerate_config` (FSDP / DeepSpeed ZeRO files
+    in experiments/accelerate/)."""
+
+    num_processes: PositiveInt = 1
+    accelerate_config: str | None = None
+
 
 class DistillConfig(Strict):
     loss: LossConfig = LossConfig()
+    teacher_cache: TeacherCacheConfig = TeacherCacheConfig()
     epochs: PositiveInt = 3
     lr: Annotated[float, Field(gt=0.0)] = 1e-5
     warmup_ratio: Unit = 0.1
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
-    batch_size: PositiveInt = 8
+    batch_size: PositiveInt = 8  # training units per process per micro-batch
+    gradient_accumulation: PositiveInt = 1
     grad_clip: Annotated[float, Field(gt=0.0)] = 1.0
+    group_by_length: bool = True  # batches of similar length: little padding
+    packing: bool = False  # concatenate a micro-batch's sequences into rows of max_length
+    mixed_precision: Literal["no", "bf16"] = "no"  # bf16 autocast (GPUs)
+    gradient_checkpointing: bool = False
     save_every: PositiveInt = 20
+    launch: LaunchConfig = LaunchConfig()
 
 
 class VLLMConfig(Strict):
@@ -220,10 +259,14 @@ class Experiment(Strict):
 
     def section(self, name: str) -> dict[str, Any]:
         """A stage's own config as plain data (used for cache keys and MLflow params)."""
-        return json.loads(getattr(self, name).model_dump_json(by_alias=True))
+        return self.to_dict()[name]
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(self.model_dump_json(by_alias=True))
+        """Plain data that validates back to an equal Experiment (mixed mode carries no λ)."""
+        data = json.loads(self.model_dump_json(by_alias=True))
+        if self.distill.loss.mode == "mixed":
+            data["distill"]["loss"].pop("lambda")
+        return data
 
 
 class _FieldProblem(ValueError):
@@ -253,7 +296,8 @@ def validate_dict(raw: dict[str, Any], source: str = "<dict>") -> Experiment:
         problem = err.errors()[0]
         ctx_err = (problem.get("ctx") or {}).get("error")
         if isinstance(ctx_err, _FieldProblem):
-            raise ConfigError(source, ctx_err.field, ctx_err.value, ctx_err.accepted) from None
+            where = ".".join([*(str(p) for p in problem["loc"]), ctx_err.field])
+            raise ConfigError(source, where, ctx_err.value, ctx_err.accepted) from None
         field = ".".join(str(p) for p in problem["loc"]) or "<root>"
         value = problem.get("input")
         raise ConfigError(source, field, value, _accepted(problem)) from None

@@ -78,10 +78,16 @@ def _prune(ctx: StageContext) -> dict[str, float]:
     return run_prune(ctx)
 
 
-def _distill(ctx: StageContext) -> dict[str, float]:
-    from leafbench.distill.trainer import run_distill
+def _teach(ctx: StageContext) -> dict[str, float]:
+    from leafbench.distill.teacher_cache import run_teach
 
-    return run_distill(ctx)
+    return run_teach(ctx)
+
+
+def _distill(ctx: StageContext) -> dict[str, float]:
+    from leafbench.distill.launch import run_distill_stage
+
+    return run_distill_stage(ctx)
 
 
 def _evaluate(ctx: StageContext) -> dict[str, float]:
@@ -100,8 +106,17 @@ STAGES: tuple[Stage, ...] = (
         "threshold": e.section("mining")["threshold"], "baselines": e.mining.baselines,
         "pruning": e.section("pruning"), "seed": e.seed,
     }, _prune),
-    Stage("distill", 1, ("prune",), lambda e: {
-        "distill": e.section("distill"), "seed": e.seed, "max_length": e.data.max_length,
+    # The teacher's outputs depend on the teacher, the dataset and the truncation only: λ, the
+    # learning rate and the epochs reuse them. Top-k rows are taken at the loss temperature.
+    Stage("teach", 1, ("prune",), lambda e: {
+        "teacher_cache": e.section("distill")["teacher_cache"], "max_length": e.data.max_length,
+        "dtype": e.models.dtype,
+        "temperature": None if e.distill.teacher_cache.mode == "exact"
+        else e.distill.loss.temperature,
+    }, _teach),
+    Stage("distill", 2, ("prune", "teach"), lambda e: {
+        "distill": {k: v for k, v in e.section("distill").items() if k != "teacher_cache"},
+        "seed": e.seed, "max_length": e.data.max_length,
     }, _distill),
     Stage("evaluate", 1, ("distill",), lambda e: e.section("evaluate"), _evaluate),
 )

@@ -19,8 +19,8 @@ class _Bar:
 
 
 @contextmanager
-def progress_bar(label: str, total: int) -> Iterator[_Bar]:
-    if os.environ.get("LEAFBENCH_PROGRESS", "1") == "0":
+def progress_bar(label: str, total: int, enabled: bool = True) -> Iterator[_Bar]:
+    if not enabled or os.environ.get("LEAFBENCH_PROGRESS", "1") == "0":
         yield _Bar(None, None)
         return
     columns = (

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from leafbench.config import load_experiment
-from leafbench.pipeline import run_experiment
+from leafbench.pipeline import STAGE_NAMES, run_experiment
 from leafbench.tracking.mlflow_run import Tracker, tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def first_run(small_yaml):
 def test_every_stage_runs_and_reports_the_demo_figures(first_run):
     exp, results, _ = first_run
     names = [r.name for r in results]
-    assert names == ["testbed", "mine", "prune", "distill", "evaluate"]
+    assert names == ["testbed", "mine", "prune", "teach", "distill", "evaluate"]
     assert all(r.status == "computed" for r in results)
     prune = next(r for r in results if r.name == "prune").metrics
     for method in ("gradient", "random"):
@@ -83,7 +83,7 @@ def test_identical_rerun_recomputes_nothing(first_run):
     exp, _, _ = first_run
     start = time.perf_counter()
     again = run_experiment(exp)
-    assert [r.status for r in again] == ["cached"] * 5
+    assert {r.status for r in again} == {"cached"} and len(again) == len(STAGE_NAMES) + 1
     assert time.perf_counter() - start < 30
 
 
@@ -146,10 +146,15 @@ def test_mlflow_run_tree_reads_back_from_the_sqlite_store(first_run):
     assert {Path(a.path).name for a in spans} >= {"spans_sample.jsonl", "detection.json"}
 
 
+def _deterministic(summary: dict) -> dict:
+    """Everything but wall-clock figures."""
+    return {k: v for k, v in summary.items() if k != "tokens_per_s"}
+
+
 def test_sigkill_during_distillation_then_rerun_matches_uninterrupted(first_run, small_yaml):
     exp, results, _ = first_run
     distill = next(r for r in results if r.name == "distill")
-    reference_summary = json.loads((distill.path / "summary.json").read_text())
+    reference_summary = _deterministic(json.loads((distill.path / "summary.json").read_text()))
     reference_weights = load_file(distill.path / "student" / "model.safetensors")
     reference_steps = (distill.path / "steps.jsonl").read_text()
 
@@ -173,7 +178,7 @@ def test_sigkill_during_distillation_then_rerun_matches_uninterrupted(first_run,
 
     resumed = subprocess.run(cmd[:-2], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((distill.path / "summary.json").read_text()) == reference_summary
+    assert _deterministic(json.loads((distill.path / "summary.json").read_text())) == reference_summary
     assert (distill.path / "steps.jsonl").read_text() == reference_steps
     weights = load_file(distill.path / "student" / "model.safetensors")
     assert weights.keys() == reference_weights.keys()

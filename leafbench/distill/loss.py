@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -69,8 +70,61 @@ def token_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, tempera
     return token_divergence(teacher_logits, student_logits, temperature, "forward_kl")
 
 
+@dataclass(frozen=True)
+class TeacherTargets:
+    """The teacher's side of the loss for a run of response positions.
+
+    Exact: `logits` [N, V], raw logits over (at least) the real vocabulary. Top-k: `logp`
+    [N, k], the k largest log-probabilities at the loss temperature, and `index` [N, k] their
+    token ids. Top-k targets are compared on k+1 bins — the k tokens and everything else — so
+    the teacher's tail mass is kept and the divergence between the two binned distributions is a
+    proper one (zero only when they agree on every bin; by the data-processing inequality, never
+    larger than the exact divergence).
+    """
+
+    logits: torch.Tensor | None = None
+    logp: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return (self.logits if self.logits is not None else self.logp).shape[0]
+
+    def rows(self, start: int, end: int) -> TeacherTargets:
+        if self.logits is not None:
+            return TeacherTargets(logits=self.logits[start:end])
+        return TeacherTargets(logp=self.logp[start:end], index=self.index[start:end])
+
+    def divergence(self, student_logits: torch.Tensor, temperature: float, divergence: str,
+                   beta: float) -> torch.Tensor:
+        """D(p_T ‖ p_S) per position, in float32, times t²."""
+        vocab = student_logits.shape[-1]
+        if self.logits is not None:
+            return token_divergence(self.logits[..., :vocab], student_logits, temperature,
+                                    divergence, beta)
+        t = temperature
+        log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+        index = self.index.to(student_logits.device).long()
+        teacher = with_tail(self.logp.to(student_logits.device).float())
+        student = with_tail(log_p_s.gather(-1, index))
+        return DIVERGENCES[divergence](teacher, student, beta) * (t * t)
+
+
+def with_tail(log_p_top: torch.Tensor) -> torch.Tensor:
+    """Append the log of the mass outside the listed tokens as one more bin."""
+    covered = torch.logsumexp(log_p_top, dim=-1, keepdim=True).clamp(max=0.0)
+    tail = (-torch.expm1(covered)).clamp(min=torch.finfo(log_p_top.dtype).tiny).log()
+    return torch.cat([log_p_top, tail], dim=-1)
+
+
+def topk_targets(teacher_logits: torch.Tensor, k: int, temperature: float) -> TeacherTargets:
+    """Keep the k most likely tokens' log-probabilities at the loss temperature."""
+    log_p = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    values, index = log_p.topk(min(k, log_p.shape[-1]), dim=-1)
+    return TeacherTargets(logp=values, index=index.to(torch.int32))
+
+
 def chunked_divergence(
-    teacher_logits: torch.Tensor,
+    targets: TeacherTargets | torch.Tensor,
     student_hidden: torch.Tensor,
     head: torch.nn.Module,
     temperature: float,
@@ -87,21 +141,28 @@ def chunked_divergence(
     `vocab` cuts both distributions to the tokenizer's real vocabulary (embedding matrices are
     often padded to different sizes).
     """
-    vocab = vocab or teacher_logits.shape[-1]
+    if isinstance(targets, torch.Tensor):
+        targets = TeacherTargets(logits=targets)
 
-    def piece(t_logits: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        s_logits = head(hidden)[..., :vocab]
-        return token_divergence(t_logits[..., :vocab], s_logits, temperature, divergence, beta)
+    def piece(hidden: torch.Tensor, start: int) -> torch.Tensor:
+        s_logits = head(hidden)
+        s_logits = s_logits[..., :vocab] if vocab else s_logits
+        part = targets.rows(start, start + hidden.shape[0])
+        return part.divergence(s_logits, temperature, divergence, beta)
 
     parts = []
     for start in range(0, student_hidden.shape[0], chunk):
-        t_part = teacher_logits[start : start + chunk]
         h_part = student_hidden[start : start + chunk]
         if torch.is_grad_enabled() and h_part.requires_grad:
-            parts.append(checkpoint(piece, t_part, h_part, use_reentrant=False))
+            parts.append(checkpoint(piece, h_part, start, use_reentrant=False))
         else:
-            parts.append(piece(t_part, h_part))
+            parts.append(piece(h_part, start))
     return torch.cat(parts) if parts else student_hidden.new_zeros(0)
+
+
+def weighted_loss(divergences: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_i w_i · D_i: the hybrid and mixed losses are both per-token weightings (trainer.py)."""
+    return (divergences * weights.to(divergences.device)).sum()
 
 
 def hybrid_loss(kl_original: torch.Tensor, kl_counterfactual: torch.Tensor, lam: float):

@@ -1,52 +1,84 @@
-"""The `distill` stage: one readable recipe for hybrid causal attention distillation.
+"""The `distill` stage: one readable recipe for causal attention distillation (LeaF stage 2).
 
-Each training item pairs an original sample with one of its counterfactuals (an original with no
-mined span is paired with itself, so its loss reduces to plain KD). Student and teacher see the
-originals and the counterfactuals of a batch in one padded forward pass each; logits are
-projected only at response positions.
+Per optimizer step: take the step's global batch of units (batching.py), weight every response
+token (hybrid: λ/N_orig and (1−λ)/N_cf; mixed: 1/N), then for each of this process's
+micro-batches run the student once over its originals and counterfactuals together, read the
+teacher's targets from the `teach` stage's cache (or run the teacher when the cache is off),
+and back-propagate Σ w·D computed in checkpointed chunks over the real vocabulary. Then clip,
+step AdamW and the cosine schedule.
 
-Exact resume: data order is a seeded permutation per epoch, the optimizer, scheduler and RNG
-states are checkpointed every `save_every` steps, and the per-step log is cut back to the
-checkpoint, so a run killed at any point and restarted ends with the same weights and metrics
-as one that never stopped.
+Multi-GPU runs use the same code under `accelerate launch` (FSDP or DeepSpeed ZeRO configs in
+experiments/accelerate/): every process knows the whole global batch, takes every P-th unit,
+and scales its loss by P because data-parallel wrappers average gradients.
+
+Exact resume: the step plan is a pure function of (seed, epoch); model, optimizer, scheduler
+and RNG states are checkpointed every `save_every` steps and the step log is cut back to the
+checkpoint, so a run killed anywhere and restarted ends with the weights and log of one that
+never stopped. Wall-clock figures go to timing.jsonl, apart from the deterministic step log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from leafbench.distill.loss import chunked_divergence, hybrid_loss
-from leafbench.models import load_causal_lm, load_tokenizer
+from leafbench.distill.batching import UNITS, build_pairs, epoch_batches, pack_rows, token_weights
+from leafbench.distill.loss import TeacherTargets, chunked_divergence
+from leafbench.distill.model_card import write_model_card
+from leafbench.distill.teacher_cache import TeacherCache, encode_items
+from leafbench.models import load_causal_lm, load_tokenizer, resolve_device
 from leafbench.progress import progress_bar
-from leafbench.samples import EncodedPair, encode_pair, pad_batch, read_jsonl
+from leafbench.samples import EncodedPair, pad_batch, read_jsonl
 
 STEPS_LOG = "steps.jsonl"
+TIMING_LOG = "timing.jsonl"
 CHECKPOINTS = "checkpoints"
 
-
-def build_pairs(items: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
-    """(original, counterfactual) items; originals without counterfactuals pair with themselves."""
-    originals = {it["id"]: it for it in items if it["kind"] == "original"}
-    pairs = [(originals[it["original_id"]], it) for it in items if it["kind"] != "original"]
-    paired = {orig["id"] for orig, _ in pairs}
-    pairs += [(orig, orig) for oid, orig in originals.items() if oid not in paired]
-    return sorted(pairs, key=lambda p: (p[0]["id"], p[1]["id"]))
+__all__ = ["build_pairs", "response_hidden", "response_logits", "run_distill"]
 
 
-def response_hidden(model: Any, encs: list[EncodedPair], pad_id: int) -> torch.Tensor:
-    """Final hidden states at every position that predicts a response token, concatenated."""
-    ids, mask = pad_batch(encs, pad_id, next(model.parameters()).device)
-    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    rows = [r for r, e in enumerate(encs) for _ in range(e.loss_start, e.loss_end)]
-    cols = [p - 1 for e in encs for p in range(e.loss_start, e.loss_end)]
+def response_hidden(model: Any, encs: list[EncodedPair], pad_id: int,
+                    pack_to: int | None = None) -> torch.Tensor:
+    """Final hidden states at every position that predicts a response token, concatenated in
+    the order of `encs`. With `pack_to`, sequences share rows of that length (position ids
+    restart per sequence, which makes the attention block-diagonal) instead of being padded."""
+    decoder = model.get_decoder()
+    if pack_to is None:
+        ids, mask = pad_batch(encs, pad_id, next(model.parameters()).device)
+        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        where = [(r, 0) for r in range(len(encs))]
+    else:
+        ids, positions, where = _packed(encs, pad_id, pack_to, next(model.parameters()).device)
+        hidden = decoder(input_ids=ids, position_ids=positions).last_hidden_state
+    rows = [where[i][0] for i, e in enumerate(encs) for _ in range(e.loss_start, e.loss_end)]
+    cols = [where[i][1] + p - 1 for i, e in enumerate(encs) for p in range(e.loss_start, e.loss_end)]
     return hidden[rows, cols]
+
+
+def _packed(encs: list[EncodedPair], pad_id: int, row_length: int, device: Any):
+    layout = pack_rows(encs, row_length)
+    width = max(sum(len(encs[i].input_ids) for i in row) for row in layout)
+    ids = torch.full((len(layout), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(layout), width), dtype=torch.long)
+    where: dict[int, tuple[int, int]] = {}
+    for r, row in enumerate(layout):
+        offset = 0
+        for i in row:
+            n = len(encs[i].input_ids)
+            ids[r, offset : offset + n] = torch.tensor(encs[i].input_ids)
+            positions[r, offset : offset + n] = torch.arange(n)
+            where[i] = (r, offset)
+            offset += n
+        positions[r, offset:] = torch.arange(width - offset)  # padding: its own segment
+    return ids.to(device), positions.to(device), where
 
 
 def response_logits(model: Any, encs: list[EncodedPair], pad_id: int) -> torch.Tensor:
@@ -55,113 +87,174 @@ def response_logits(model: Any, encs: list[EncodedPair], pad_id: int) -> torch.T
 
 
 def run_distill(ctx: Any) -> dict[str, float]:
+    from accelerate import Accelerator
+
     exp, cfg = ctx.exp, ctx.exp.distill
     torch.manual_seed(exp.seed)
+    accelerator = Accelerator(cpu=resolve_device(exp.models.device) == "cpu",
+                              mixed_precision=cfg.mixed_precision)
     tokenizer = load_tokenizer(ctx.refs.student)
-    pairs = build_pairs(read_jsonl(ctx.inputs["prune"] / "counterfactuals.jsonl"))
-    encoded = [_encode(tokenizer, orig, cf, exp.data.max_length) for orig, cf in pairs]
+    items = read_jsonl(ctx.inputs["prune"] / "counterfactuals.jsonl")
+    encoded = encode_items(tokenizer, items, exp.data.max_length)
+    units = UNITS[cfg.loss.mode](items)
+    lengths = [sum(len(encoded[i].input_ids) for i in u.item_ids) for u in units]
 
-    teacher = load_causal_lm(ctx.refs.teacher, exp.models.dtype, exp.models.device).eval()
+    cache = TeacherCache(ctx.inputs["teach"])
+    teacher = None if cache.enabled else load_causal_lm(
+        ctx.refs.teacher, exp.models.dtype, exp.models.device).eval()
     student = load_causal_lm(ctx.refs.student, exp.models.dtype, exp.models.device).train()
-    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+    if cfg.gradient_checkpointing:
+        student.gradient_checkpointing_enable({"use_reentrant": False})
+    student = accelerator.prepare(student)
+    optimizer = accelerator.prepare(torch.optim.AdamW(
+        student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
+    processes = accelerator.num_processes
+    global_batch = cfg.batch_size * cfg.gradient_accumulation * processes
+    steps_per_epoch = math.ceil(len(units) / global_batch)
     total = steps_per_epoch * cfg.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    accelerator.register_for_checkpointing(scheduler)
 
-    step = _resume(ctx.out, student, optimizer, scheduler)
-    log_path = ctx.out / STEPS_LOG
-    pad = tokenizer.pad_token_id
-    with open(log_path, "a") as log, progress_bar("distill", total) as bar:
+    step = _resume(ctx.out, accelerator)
+    recipe = _Recipe(accelerator, student, teacher, cache, encoded, tokenizer.pad_token_id,
+                     len(tokenizer), cfg, exp.data.max_length)
+    main = accelerator.is_main_process
+    log_path, timing_path = ctx.out / STEPS_LOG, ctx.out / TIMING_LOG
+    with open(log_path, "a") as log, open(timing_path, "a") as timing, \
+            progress_bar("distill", total, enabled=main) as bar:
         bar.advance(step)
         while step < total:
             epoch, index = divmod(step, steps_per_epoch)
-            order = torch.randperm(len(encoded), generator=torch.Generator().manual_seed(
-                exp.seed * 1000 + epoch)).tolist()
-            batch = [encoded[i] for i in order[index * cfg.batch_size:(index + 1) * cfg.batch_size]]
-            record = _train_step(student, teacher, optimizer, scheduler, batch, pad, cfg,
-                                 len(tokenizer))
+            plan = epoch_batches(lengths, global_batch, exp.seed, epoch, cfg.group_by_length)
+            start = time.perf_counter()
+            record, tokens = recipe.step([units[i] for i in plan[index]], optimizer, scheduler)
+            seconds = time.perf_counter() - start
             step += 1
-            log.write(json.dumps({"step": step, "epoch": epoch, **record}) + "\n")
-            log.flush()
+            if main:
+                log.write(json.dumps({"step": step, "epoch": epoch, **record}) + "\n")
+                timing.write(json.dumps({"step": step, "seconds": seconds, "tokens": tokens,
+                                         "tokens_per_s": tokens / seconds}) + "\n")
+                log.flush()
+                timing.flush()
             bar.advance(1)
             if step % cfg.save_every == 0 and step < total:
-                _checkpoint(ctx.out, step, student, optimizer, scheduler)
+                _checkpoint(ctx.out, step, accelerator)
 
-    student.save_pretrained(ctx.out / "student")
-    tokenizer.save_pretrained(ctx.out / "student")
+    _save_student(ctx, accelerator, student, tokenizer)
     shutil.rmtree(ctx.out / CHECKPOINTS, ignore_errors=True)
     history = read_jsonl(log_path)
+    speed = read_jsonl(timing_path)
     return {
         "steps": float(total),
-        "pairs": float(len(encoded)),
+        "units": float(len(units)),
         "final_loss": history[-1]["loss"],
         "mean_loss_last_epoch": sum(h["loss"] for h in history[-steps_per_epoch:]) / steps_per_epoch,
+        "tokens_per_s": sum(t["tokens"] for t in speed) / sum(t["seconds"] for t in speed),
+        "teacher_forward_passes": float(recipe.teacher_passes),
     }
 
 
-def _encode(tokenizer: Any, orig: dict, cf: dict, max_length: int) -> tuple[EncodedPair, EncodedPair]:
-    return (
-        encode_pair(tokenizer, orig["instruction"], orig["response"], max_length,
-                    orig.get("loss_from", 0)),
-        encode_pair(tokenizer, cf["instruction"], cf["response"], max_length,
-                    cf.get("loss_from", 0)),
-    )
+class _Recipe:
+    """One optimizer step over a global batch; holds what every step needs."""
+
+    def __init__(self, accelerator, student, teacher, cache, encoded, pad, vocab, cfg, max_length):
+        self.accelerator, self.student, self.teacher, self.cache = accelerator, student, teacher, cache
+        self.encoded, self.pad, self.vocab, self.cfg = encoded, pad, vocab, cfg
+        self.pack_to = max_length if cfg.packing else None
+        self.teacher_passes = 0
+
+    def step(self, units, optimizer, scheduler) -> tuple[dict[str, float], int]:
+        acc, cfg = self.accelerator, self.cfg
+        weights, sizes = token_weights(units, self.encoded, cfg.loss.mode, cfg.loss.lam)
+        mine = units[acc.process_index :: acc.num_processes]
+        micro = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+        sums = torch.zeros(2)
+        tokens = 0
+        for n, batch in enumerate(micro):
+            last = n == len(micro) - 1
+            sync = contextlib.nullcontext() if last else acc.no_sync(self.student)
+            with sync:
+                divergence, groups, n_tokens = self._divergences(batch)
+                w = torch.tensor([weights[g] for g in groups], device=divergence.device)
+                acc.backward((divergence * w).sum() * acc.num_processes)
+            per_token = divergence.detach().float().cpu()
+            for g in (0, 1):
+                sums[g] += per_token[torch.tensor(groups) == g].sum()
+            tokens += n_tokens
+        sums = acc.reduce(sums.to(acc.device), "sum").cpu()
+        grad_norm = acc.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        l_kd, l_cd = (sums[g].item() / max(sizes[g], 1) for g in (0, 1))
+        loss = (sums * torch.tensor([weights[0], weights[1]])).sum().item()
+        record = {"loss": loss, "l_kd": l_kd, "l_cd": l_cd, "lr": lr,
+                  "grad_norm": float(grad_norm), "response_tokens": sizes[0] + sizes[1]}
+        return record, int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum").item())
+
+    def _divergences(self, units) -> tuple[torch.Tensor, list[int], int]:
+        """D per response token of a micro-batch, its group per token, and its input tokens."""
+        ids = [i for u in units for i in u.item_ids]
+        encs = [self.encoded[i] for i in ids]
+        groups = [g for u in units for i, g in zip(u.item_ids, u.groups, strict=True)
+                  for _ in range(self.encoded[i].n_loss)]
+        with self.accelerator.autocast():
+            hidden = response_hidden(self.student, encs, self.pad, self.pack_to)
+            head = self.accelerator.unwrap_model(self.student).get_output_embeddings()
+            loss_cfg = self.cfg.loss
+            divergence = chunked_divergence(
+                self._targets(ids, encs), hidden, head, loss_cfg.temperature,
+                loss_cfg.divergence, loss_cfg.beta, loss_cfg.chunk_size, self.vocab)
+        return divergence, groups, sum(len(e.input_ids) for e in encs)
+
+    def _targets(self, ids: list[str], encs: list[EncodedPair]) -> TeacherTargets:
+        if self.cache.enabled:
+            return self.cache.targets(ids)
+        self.teacher_passes += len(encs)
+        with torch.no_grad():
+            return TeacherTargets(logits=response_logits(self.teacher, encs, self.pad))
 
 
-def _train_step(student, teacher, optimizer, scheduler, batch, pad, cfg, vocab) -> dict:
-    originals = [o for o, _ in batch]
-    counterfactuals = [c for _, c in batch]
-    n_orig = sum(e.n_loss for e in originals)
-    encs = originals + counterfactuals
-    loss_cfg = cfg.loss
-    with torch.no_grad():
-        t_logits = response_logits(teacher, encs, pad)
-    kl = chunked_divergence(
-        t_logits, response_hidden(student, encs, pad), student.get_output_embeddings(),
-        loss_cfg.temperature, loss_cfg.divergence, loss_cfg.beta, loss_cfg.chunk_size, vocab,
-    )
-    loss, l_kd, l_cd = hybrid_loss(kl[:n_orig], kl[n_orig:], loss_cfg.lam)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-    lr = scheduler.get_last_lr()[0]
-    optimizer.step()
-    scheduler.step()
-    return {"loss": loss.item(), "l_kd": l_kd.item(), "l_cd": l_cd.item(), "lr": lr,
-            "grad_norm": float(grad_norm), "tokens": int(kl.numel())}
+def _save_student(ctx: Any, accelerator: Any, student: Any, tokenizer: Any) -> None:
+    """HF format, gathered from every process, with a model card saying how it was made."""
+    out = ctx.out / "student"
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(student)
+    model.save_pretrained(out, state_dict=accelerator.get_state_dict(student),
+                          is_main_process=accelerator.is_main_process, save_function=accelerator.save)
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(out)
+        write_model_card(out, ctx)
 
 
-def _checkpoint(out: Path, step: int, student, optimizer, scheduler) -> None:
+def _checkpoint(out: Path, step: int, accelerator: Any) -> None:
     """Write step-N atomically, then drop older checkpoints."""
     root = out / CHECKPOINTS
     tmp = root / f".step-{step}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "step": step,
-        "model": student.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": torch.get_rng_state(),
-    }, tmp / "state.pt")
-    tmp.rename(root / f"step-{step}")
-    for old in root.glob("step-*"):
-        if old.name != f"step-{step}":
-            shutil.rmtree(old)
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "step.json").write_text(json.dumps({"step": step}))
+        tmp.rename(root / f"step-{step}")
+        for old in root.glob("step-*"):
+            if old.name != f"step-{step}":
+                shutil.rmtree(old)
+    accelerator.wait_for_everyone()
 
 
-def _resume(out: Path, student, optimizer, scheduler) -> int:
-    """Load the newest checkpoint (if any) and cut the step log back to it; return its step."""
+def _resume(out: Path, accelerator: Any) -> int:
+    """Load the newest checkpoint (if any) and cut the step logs back to it; return its step."""
     done = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     step = 0
     if done:
-        state = torch.load(done[-1] / "state.pt", weights_only=False)
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step = state["step"]
-    log_path = out / STEPS_LOG
-    if log_path.exists():
-        kept = [r for r in read_jsonl(log_path, torn_tail_ok=True) if r["step"] <= step]
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        accelerator.load_state(str(done[-1]))
+        step = json.loads((done[-1] / "step.json").read_text())["step"]
+    if accelerator.is_main_process:
+        for name in (STEPS_LOG, TIMING_LOG):
+            path = out / name
+            if path.exists():
+                kept = [r for r in read_jsonl(path, torn_tail_ok=True) if r["step"] <= step]
+                path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    accelerator.wait_for_everyone()
     return step

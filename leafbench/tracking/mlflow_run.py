@@ -26,7 +26,7 @@ STAGE_ARTIFACTS = {
     "testbed": ["*.json"],
     "mine": [],
     "prune": ["spans_sample.jsonl", "detection.json", "validation.jsonl"],
-    "distill": ["steps.jsonl", "student/config.json"],
+    "distill": ["steps.jsonl", "timing.jsonl", "student/*"],
     "evaluate": ["*/results.json", "*/samples_*.jsonl"],
 }
 MAX_PARAM = 500
@@ -93,6 +93,7 @@ class Tracker:
             metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
             mlflow.log_metrics({**metrics, "seconds": result.seconds})
             self._log_steps(result.path / "steps.jsonl")
+            self._log_steps(result.path / "timing.jsonl")
             for pattern in STAGE_ARTIFACTS.get(result.name, []):
                 for path in sorted(result.path.glob(pattern)):
                     rel = path.parent.relative_to(result.path)
@@ -112,7 +113,7 @@ class Tracker:
         now = int(time.time() * 1000)
         batch = [
             Metric(key, float(row[key]), now, int(row["step"]))
-            for row in rows for key in ("loss", "l_kd", "l_cd", "lr", "grad_norm")
+            for row in rows for key in ("loss", "l_kd", "l_cd", "lr", "grad_norm", "tokens_per_s")
             if key in row
         ]
         for i in range(0, len(batch), 1000):

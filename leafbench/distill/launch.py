@@ -1,0 +1,79 @@
+"""Starting the distillation recipe: in-process, or across GPUs through `accelerate launch`.
+
+One process (the default) runs the recipe inside the pipeline. With `distill.launch.num_processes`
+above 1 or an `accelerate_config` (experiments/accelerate/fsdp.yaml, deepspeed_zero3.yaml), the
+stage writes its context to `launch.json` in its partial directory and runs
+
+    accelerate launch [--config_file CFG] --num_processes N -m leafbench.distill.launch launch.json
+
+Every process rebuilds the same context and runs the same recipe (trainer.py); the main process
+writes the metrics file the stage then returns. Resume works the same way: checkpoints live in
+the partial directory, whichever way the recipe was started.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SPEC = "launch.json"
+METRICS = "launch_metrics.json"
+
+
+def run_distill_stage(ctx: Any) -> dict[str, float]:
+    from leafbench.distill.trainer import run_distill
+
+    launch = ctx.exp.distill.launch
+    if launch.num_processes == 1 and launch.accelerate_config is None:
+        return run_distill(ctx)
+    spec = ctx.out / SPEC
+    spec.write_text(json.dumps({
+        "experiment": ctx.exp.to_dict(),
+        "out": str(ctx.out), "workspace": str(ctx.workspace),
+        "inputs": {k: str(v) for k, v in ctx.inputs.items()},
+        "refs": {"teacher": ctx.refs.teacher, "student": ctx.refs.student,
+                 "train_jsonl": str(ctx.refs.train_jsonl),
+                 "test_jsonl": str(ctx.refs.test_jsonl) if ctx.refs.test_jsonl else None,
+                 "identity": ctx.refs.identity},
+    }))
+    subprocess.run(launch_command(launch, spec), check=True)
+    return json.loads((ctx.out / METRICS).read_text())
+
+
+def launch_command(launch: Any, spec: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if launch.accelerate_config:
+        cmd += ["--config_file", launch.accelerate_config]
+    cmd += ["--num_processes", str(launch.num_processes), "-m", "leafbench.distill.launch",
+            str(spec)]
+    return cmd
+
+
+def _worker(spec_path: str) -> None:
+    from leafbench.config import validate_dict
+    from leafbench.distill.trainer import run_distill
+    from leafbench.pipeline import ModelRefs, StageContext
+
+    spec = json.loads(Path(spec_path).read_text())
+    refs = spec["refs"]
+    ctx = StageContext(
+        exp=validate_dict(spec["experiment"], source=spec_path),
+        out=Path(spec["out"]),
+        inputs={k: Path(v) for k, v in spec["inputs"].items()},
+        refs=ModelRefs(refs["teacher"], refs["student"], Path(refs["train_jsonl"]),
+                       Path(refs["test_jsonl"]) if refs["test_jsonl"] else None,
+                       refs["identity"]),
+        workspace=Path(spec["workspace"]),
+    )
+    metrics = run_distill(ctx)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        (ctx.out / METRICS).write_text(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
