@@ -90,6 +90,12 @@ def _distill(ctx: StageContext) -> dict[str, float]:
     return run_distill_stage(ctx)
 
 
+def _interpret(ctx: StageContext) -> dict[str, float]:
+    from leafbench.interpret.stage import run_interpret
+
+    return run_interpret(ctx)
+
+
 def _evaluate(ctx: StageContext) -> dict[str, float]:
     from leafbench.evaluation.stage import run_evaluate
 
@@ -98,7 +104,7 @@ def _evaluate(ctx: StageContext) -> dict[str, float]:
 
 # Mining's key leaves out τ and the threshold mode: one pass serves every threshold.
 STAGES: tuple[Stage, ...] = (
-    Stage("mine", 1, (), lambda e: {
+    Stage("mine", 2, (), lambda e: {
         "level": e.mining.level, "segments": e.mining.segments, "data": e.section("data"),
         "dtype": e.models.dtype,
     }, _mine),
@@ -119,6 +125,11 @@ STAGES: tuple[Stage, ...] = (
         "seed": e.seed, "max_length": e.data.max_length,
     }, _distill),
     Stage("evaluate", 1, ("distill",), lambda e: e.section("evaluate"), _evaluate),
+    # Attention mass on the mined tokens before and after distillation, and the Δ view.
+    Stage("interpret", 1, ("mine", "prune", "distill"), lambda e: {
+        "threshold": e.section("mining")["threshold"], "max_length": e.data.max_length,
+        "dtype": e.models.dtype, "seed": e.seed,
+    }, _interpret),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 

@@ -42,3 +42,18 @@ def print_summary(exp: Any, results: list[Any], console: Console | None = None) 
                 f"{pruned[f'detection/{tau}/{method}/{k}']:.3f}"
                 for k in ("precision", "recall", "f1")))
         console.print(detection)
+
+    attention = by_name.get("interpret", {})
+    if "attention_mass_before" in attention:
+        table = Table(title="student attention on mined tokens (response positions, "
+                            "mean over layers and heads)")
+        for col in ("measure", "before", "after", "after / before"):
+            table.add_column(col)
+        for key, label in (("attention_mass", "mass on mined tokens"),
+                           ("attention_mass_normalised", "mass / mined share of context"),
+                           ("attention_non_mined_mass", "mass on other instruction tokens")):
+            ratio = attention.get(f"{key}_ratio")
+            table.add_row(label, f"{attention[f'{key}_before']:.4f}",
+                          f"{attention[f'{key}_after']:.4f}",
+                          "-" if ratio is None else f"{ratio:.3f}")
+        console.print(table)

@@ -62,7 +62,7 @@ def first_run(small_yaml):
 def test_every_stage_runs_and_reports_the_demo_figures(first_run):
     exp, results, _ = first_run
     names = [r.name for r in results]
-    assert names == ["testbed", "mine", "prune", "teach", "distill", "evaluate"]
+    assert names == ["testbed", "mine", "prune", "teach", "distill", "evaluate", "interpret"]
     assert all(r.status == "computed" for r in results)
     prune = next(r for r in results if r.name == "prune").metrics
     for method in ("gradient", "random"):

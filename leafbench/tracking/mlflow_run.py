@@ -28,6 +28,7 @@ STAGE_ARTIFACTS = {
     "prune": ["spans_sample.jsonl", "detection.json", "validation.jsonl"],
     "distill": ["steps.jsonl", "timing.jsonl", "student/*"],
     "evaluate": ["*/results.json", "*/samples_*.jsonl"],
+    "interpret": ["attention.json", "delta_view.html"],
 }
 MAX_PARAM = 500
 
