@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="recompute this stage even if cached (repeatable; 'all' for every one)")
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    run.add_argument("--until", default=None, metavar="STAGE",
+                     help="stop after this stage (e.g. 'prune' to inspect mined spans)")
 
     val = sub.add_parser("validate", help="check a definition without computing anything")
     val.add_argument("experiment", type=Path)
@@ -83,14 +85,16 @@ def _run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError("--force", "--force", unknown[0],
                           f"expected one of {[*STAGE_NAMES, 'all']}")
+    if args.until is not None and args.until not in STAGE_NAMES:
+        raise ConfigError("--until", "--until", args.until, f"expected one of {list(STAGE_NAMES)}")
     if args.no_tracking:
-        results = run_experiment(exp, tuple(args.force))
+        results = run_experiment(exp, tuple(args.force), until=args.until)
     else:
         from leafbench.tracking.mlflow_run import Tracker
 
         configs = {s.name: s.config(exp) for s in STAGES}
         with Tracker(exp, configs) as tracker:
-            results = run_experiment(exp, tuple(args.force), tracker)
+            results = run_experiment(exp, tuple(args.force), tracker, until=args.until)
     print_summary(exp, results)
     return 0
 

@@ -408,3 +408,20 @@ def _check_files(exp: Experiment, path: Path, raw: dict[str, Any]) -> None:
             raise ConfigError(
                 str(path), f"models.{role}", ref, "expected an existing model directory"
             )
+    _check_vocabularies(exp, path)
+    launch_cfg = exp.distill.launch.accelerate_config
+    if launch_cfg is not None and not Path(launch_cfg).is_file():
+        raise ConfigError(str(path), "distill.launch.accelerate_config", launch_cfg,
+                          "expected an existing accelerate config file")
+
+
+def _check_vocabularies(exp: Experiment, path: Path) -> None:
+    """Local teacher and student directories must share a tokenizer (distillation compares
+    logits id by id); hub ids are checked when the run starts."""
+    from leafbench.distill.vocabulary import MISMATCH, local_mismatch
+
+    refs = (exp.models.teacher, exp.models.student)
+    if all(Path(r).expanduser().is_dir() for r in refs):
+        problem = local_mismatch(*refs)
+        if problem:
+            raise ConfigError(str(path), "models.teacher", exp.models.teacher, MISMATCH + problem)

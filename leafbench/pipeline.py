@@ -191,18 +191,24 @@ def _file_hash(path: Path) -> str:
 
 
 def run_experiment(
-    exp: Experiment, force: tuple[str, ...] = (), tracker: Any = None
+    exp: Experiment, force: tuple[str, ...] = (), tracker: Any = None, until: str | None = None
 ) -> list[StageResult]:
-    """Run every stage in order, reusing finished artifacts; return one result per stage."""
+    """Run every stage in order (or up to `until`), reusing finished artifacts; return one
+    result per stage run."""
+    stages = STAGES[: STAGE_NAMES.index(until) + 1] if until else STAGES
     workspace = Path(exp.workspace)
     workspace.mkdir(parents=True, exist_ok=True)
     refs, testbed = resolve_models(exp, workspace)
+    if any(s.name == "distill" for s in stages):
+        from leafbench.distill.vocabulary import check
+
+        check(refs.teacher, refs.student)  # before any expensive stage
     results = [testbed] if testbed else []
     if tracker is not None and testbed is not None:
         tracker.log_stage(testbed)
     keys: dict[str, str] = {}
     paths: dict[str, Path] = {}
-    for stage in STAGES:
+    for stage in stages:
         key = stage_key(stage, exp, keys, refs)
         keys[stage.name] = key
         final = workspace / "artifacts" / stage.name / key

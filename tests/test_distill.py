@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from leafbench.distill.loss import hybrid_loss, token_kl
-from leafbench.distill.trainer import build_pairs, response_logits
+from leafbench.distill.loss import chunked_divergence, hybrid_loss, token_kl
+from leafbench.distill.trainer import build_pairs, response_hidden, response_logits
 from leafbench.models import load_causal_lm, load_tokenizer
 from leafbench.samples import encode_pair
 
@@ -90,3 +91,65 @@ def test_jsd_is_symmetric_at_one_half_and_bounded_by_log_two():
     assert (ab >= 0).all() and (ab <= math.log(2) + 1e-6).all()
     rev = token_divergence(a, b, 1.0, "reverse_kl")
     torch.testing.assert_close(rev, token_divergence(b, a, 1.0, "forward_kl"))
+
+
+def _tokenizer_dir(path, vocab_size):
+    from conftest import build_tokenizer
+
+    build_tokenizer(vocab_size).save_pretrained(path)
+    return path
+
+
+def test_different_vocabularies_are_refused_at_validation_naming_the_teacher(tmp_path, capsys):
+    from leafbench.cli import main
+
+    teacher = _tokenizer_dir(tmp_path / "teacher", 300)
+    student = _tokenizer_dir(tmp_path / "student", 280)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"models:\n  teacher: {teacher}\n  student: {student}\n")
+    assert main(["validate", str(exp)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "models.teacher" in err and "one tokenizer" in err and "300" in err and "280" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_the_run_refuses_different_vocabularies_before_any_stage(tmp_path):
+    from leafbench.config import ConfigError
+    from leafbench.distill.vocabulary import check, loaded_mismatch
+
+    teacher = _tokenizer_dir(tmp_path / "teacher", 300)
+    student = _tokenizer_dir(tmp_path / "student", 280)
+    with pytest.raises(ConfigError, match="models.teacher"):
+        check(str(teacher), str(student), loaded_mismatch)
+    check(str(teacher), str(teacher), loaded_mismatch)  # same tokenizer: fine
+
+
+def test_padded_embedding_matrices_with_one_tokenizer_are_fine(tiny_pair, tmp_path, capsys):
+    """Teacher rows padded past the tokenizer (like Qwen2.5-72B vs Qwen2.5-Math-1.5B): the
+    definition validates and the loss compares only the real vocabulary."""
+    from transformers import AutoModelForCausalLM
+
+    from leafbench.cli import main
+
+    teacher = AutoModelForCausalLM.from_pretrained(tiny_pair[0])
+    real = teacher.config.vocab_size
+    teacher.resize_token_embeddings(real + 64)
+    padded = tmp_path / "padded_teacher"
+    teacher.save_pretrained(padded)
+    load_tokenizer(str(tiny_pair[0])).save_pretrained(padded)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"models:\n  teacher: {padded}\n  student: {tiny_pair[1]}\n")
+    assert main(["validate", str(exp)]) == 0
+
+    tok = load_tokenizer(str(padded))
+    student = load_causal_lm(str(tiny_pair[1]), device="cpu").eval()
+    big = load_causal_lm(str(padded), device="cpu").eval()
+    encs = [encode_pair(tok, "Tom has 3 apples.", "The answer is 3.", 512)]
+    with torch.no_grad():
+        t_logits = response_logits(big, encs, tok.pad_token_id)
+        assert t_logits.shape[-1] == real + 64
+        hidden = response_hidden(student, encs, tok.pad_token_id)
+        d = chunked_divergence(t_logits, hidden, student.get_output_embeddings(), 1.0,
+                               vocab=len(tok))
+        ref = token_kl(t_logits[:, : len(tok)], student.get_output_embeddings()(hidden)[:, : len(tok)], 1.0)
+    assert torch.allclose(d, ref, atol=1e-6)
