@@ -141,7 +141,7 @@ class LossConfig(Strict):
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
     divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
     beta: Unit = 0.5  # JSD(β) mixing weight
-    chunk_size: PositiveInt = 1024  # response positions per loss chunk (memory bound)
+    chunk_size: PositiveInt = 256  # response positions per loss chunk (memory bound)
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

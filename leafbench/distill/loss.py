@@ -25,7 +25,10 @@ from torch.utils.checkpoint import checkpoint
 
 
 def _forward_kl(log_p_t: torch.Tensor, log_p_s: torch.Tensor, beta: float) -> torch.Tensor:
-    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+    """Σ p_T·log p_T − Σ p_T·log p_S, as two row-wise dot products: no vocabulary-sized
+    difference or product tensor is kept for the backward pass (the loss's memory peak)."""
+    p_t = log_p_t.exp()
+    return torch.einsum("...v,...v->...", p_t, log_p_t) - torch.einsum("...v,...v->...", p_t, log_p_s)
 
 
 def _reverse_kl(log_p_t: torch.Tensor, log_p_s: torch.Tensor, beta: float) -> torch.Tensor:
