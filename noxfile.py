@@ -46,6 +46,7 @@ def bench(session: nox.Session) -> None:
     """Speed and memory figures, each a ratio against its baseline measured in the same run."""
     session.install("-e", ".")
     session.run("python", "-m", "leafbench.bench.mining", *session.posargs)
+    session.run("python", "-m", "leafbench.bench.distill")
     session.run("python", "-m", "leafbench.bench.sandbox")
 
 

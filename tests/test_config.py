@@ -569,9 +569,20 @@ def test_console_script_validate_is_fast_and_imports_no_torch(tmp_path):
 
 # ---------------------------------------------------------------- the shipped experiments
 def _shipped_experiments() -> list[Path]:
-    """Every YAML file under experiments/, except experiments/tests/ (malformed fixtures)."""
+    """Every YAML file under experiments/, except experiments/tests/ (malformed fixtures) and
+    experiments/accelerate/ (launcher configs, checked below)."""
     found = [*EXPERIMENTS.rglob("*.yaml"), *EXPERIMENTS.rglob("*.yml")]
-    return sorted(p for p in found if p.relative_to(EXPERIMENTS).parts[0] != "tests")
+    return sorted(p for p in found
+                  if p.relative_to(EXPERIMENTS).parts[0] not in ("tests", "accelerate"))
+
+
+@pytest.mark.parametrize("name", ["fsdp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
+def test_shipped_accelerate_configs_load_with_accelerate(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(EXPERIMENTS / "accelerate" / name))
+    assert config.distributed_type.value in ("FSDP", "DEEPSPEED")
+    assert config.mixed_precision == "bf16" and config.num_processes > 1
 
 
 def test_every_shipped_experiment_validates(monkeypatch):

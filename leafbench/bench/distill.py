@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import resource
 import subprocess
@@ -134,25 +135,58 @@ def official(tok, teacher, student, items: list[dict], epochs: int, batch_size: 
 
 
 # ------------------------------------------------------------------ memory (one process each)
-def memory_probe(variant: str, lengths: list[int], responses: list[int]) -> float:
-    """Peak RSS growth (MiB) of one loss step (forward + backward) at vocabulary 32k.
+class PeakRSS:
+    """Samples this process's resident set every 0.5 ms in a thread; `peak` is the highest seen.
 
-    The set-up allocates only what stays live (no temporaries bigger than the live tensors), so
-    the process's peak before the step is its live memory and the growth of the peak is what
-    the step itself needs. Large CPU allocations are mapped and unmapped one by one, so freed
-    tensors do not hide the step's own peak.
+    ru_maxrss cannot isolate one step (it keeps the set-up's high-water mark), so the probe
+    watches the resident set itself. The probe process runs with MALLOC_MMAP_THRESHOLD_ low, so
+    every large tensor is its own mapping, returned to the system when freed: the resident set
+    then follows the live tensors.
     """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.page = resource.getpagesize()
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def now(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * self.page
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            time.sleep(0.0005)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
+def memory_probe(variant: str, lengths: list[int], responses: list[int]) -> float:
+    """Peak resident-set growth (MiB) during one loss step (forward + backward) at vocabulary
+    32k, over the live memory before it (models, batch and teacher targets)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from leafbench.config import LossConfig
 
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # one thread: no per-thread arenas blur the figure
     config = LlamaConfig(vocab_size=MEMORY_VOCAB, hidden_size=64, intermediate_size=128,
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
                          max_position_embeddings=CUTOFF, tie_word_embeddings=True)
     student = LlamaForCausalLM(config)
     encs = [SimpleNamespace(input_ids=torch.randint(5, MEMORY_VOCAB, (n,)).tolist(),
-                            loss_start=n - r, loss_end=n) for n, r in zip(lengths, responses)]
+                            loss_start=n - r, loss_end=n)
+            for n, r in zip(lengths, responses, strict=True)]
     ids, mask = pad_batch(encs, 0, "cpu")
     positions = sum(responses)
     if variant == "full":
@@ -164,21 +198,21 @@ def memory_probe(variant: str, lengths: list[int], responses: list[int]) -> floa
                  for s in range(0, positions, 64)]
         targets = TeacherTargets(logp=torch.cat([p.logp for p in parts]),
                                  index=torch.cat([p.index for p in parts]))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if variant == "full":
-        s_logp = F.log_softmax(student(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        t_logp = F.log_softmax(full_teacher.float(), -1)
-        kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
-        kl.mean().backward()
-    else:
-        hidden = student.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        rows = [r for r, e in enumerate(encs) for _ in range(e.loss_start, e.loss_end)]
-        cols = [p - 1 for e in encs for p in range(e.loss_start, e.loss_end)]
-        d = chunked_divergence(targets, hidden[rows, cols], student.get_output_embeddings(),
-                               1.0, chunk=LossConfig().chunk_size)
-        d.mean().backward()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (after - before) / 1024  # ru_maxrss is in KiB on Linux
+    with PeakRSS() as rss:
+        before = rss.now()
+        if variant == "full":
+            s_logp = F.log_softmax(student(input_ids=ids, attention_mask=mask).logits.float(), -1)
+            t_logp = F.log_softmax(full_teacher.float(), -1)
+            kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
+            kl.mean().backward()
+        else:
+            hidden = student.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            rows = [r for r, e in enumerate(encs) for _ in range(e.loss_start, e.loss_end)]
+            cols = [p - 1 for e in encs for p in range(e.loss_start, e.loss_end)]
+            d = chunked_divergence(targets, hidden[rows, cols], student.get_output_embeddings(),
+                                   1.0, chunk=LossConfig().chunk_size)
+            d.mean().backward()
+    return (rss.peak - before) / 2**20
 
 
 def measure_memory(lengths: list[int], responses: list[int]) -> dict[str, float]:
@@ -188,7 +222,8 @@ def measure_memory(lengths: list[int], responses: list[int]) -> dict[str, float]
             [sys.executable, "-m", "leafbench.bench.distill", "--memory-probe", variant,
              "--lengths", ",".join(map(str, lengths)),
              "--responses", ",".join(map(str, responses))],
-            capture_output=True, text=True, check=True)
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
         out[variant] = float(result.stdout.strip().splitlines()[-1])
     return out
 
@@ -206,7 +241,7 @@ def hybrid_vs_reference() -> float:
         pt = [math.exp(x / t) for x in tr]
         ps = [math.exp(x / t) for x in sr]
         zt, zs = sum(pt), sum(ps)
-        return t * t * sum(a / zt * (math.log(a / zt) - math.log(b / zs)) for a, b in zip(pt, ps))
+        return t * t * sum(a / zt * (math.log(a / zt) - math.log(b / zs)) for a, b in zip(pt, ps, strict=True))
 
     ref = [plain(teacher[i].tolist(), student[i].tolist()) for i in range(12)]
     expected = lam * sum(ref[:n_orig]) / n_orig + (1 - lam) * sum(ref[n_orig:]) / (12 - n_orig)
