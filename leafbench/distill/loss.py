@@ -63,9 +63,15 @@ def token_divergence(
 ) -> torch.Tensor:
     """D(p_T ‖ p_S) per position, in float32, times t²."""
     t = temperature
-    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
-    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
-    return DIVERGENCES[divergence](log_p_t, log_p_s, beta) * (t * t)
+    with _float32(student_logits):
+        log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
+        log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+        return DIVERGENCES[divergence](log_p_t, log_p_s, beta) * (t * t)
+
+
+def _float32(like: torch.Tensor):
+    """Autocast off: under bf16 autocast the divergence's sums would run in bf16 and lose it."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 def token_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float):
@@ -105,11 +111,12 @@ class TeacherTargets:
             return token_divergence(self.logits[..., :vocab], student_logits, temperature,
                                     divergence, beta)
         t = temperature
-        log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
-        index = self.index.to(student_logits.device).long()
-        teacher = with_tail(self.logp.to(student_logits.device).float())
-        student = with_tail(log_p_s.gather(-1, index))
-        return DIVERGENCES[divergence](teacher, student, beta) * (t * t)
+        with _float32(student_logits):
+            log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+            index = self.index.to(student_logits.device).long()
+            teacher = with_tail(self.logp.to(student_logits.device).float())
+            student = with_tail(log_p_s.gather(-1, index))
+            return DIVERGENCES[divergence](teacher, student, beta) * (t * t)
 
 
 def with_tail(log_p_top: torch.Tensor) -> torch.Tensor:

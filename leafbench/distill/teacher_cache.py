@@ -68,7 +68,7 @@ def run_teach(ctx: Any) -> dict[str, float]:
     ids = sorted(encoded, key=lambda i: (len(encoded[i].input_ids), i))
     shards = _finished_shards(ctx.out)
     teacher = None
-    positions = 0
+    positions = forwarded = 0
     for number, start in enumerate(range(0, len(ids), SHARD_ITEMS)):
         shard_ids = ids[start : start + SHARD_ITEMS]
         if number in shards:
@@ -81,9 +81,12 @@ def run_teach(ctx: Any) -> dict[str, float]:
                              exp.distill.loss.temperature)
         tensors = {"logits": rows.logits} if mode == "exact" else {
             "logp": rows.logp, "index": rows.index}
-        save_file({k: v.contiguous() for k, v in tensors.items()},
-                  str(ctx.out / f"shard-{number:05d}.safetensors"))
+        final = ctx.out / f"shard-{number:05d}.safetensors"
+        tmp = final.with_suffix(".partial")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        tmp.rename(final)  # a killed write never leaves a shard under its final name
         positions += len(rows)
+        forwarded += len(shard_ids)
 
     spans, offset, shard = {}, 0, -1
     for n, item_id in enumerate(ids):
@@ -96,7 +99,8 @@ def run_teach(ctx: Any) -> dict[str, float]:
         "temperature": exp.distill.loss.temperature if mode == "topk" else None,
         "max_length": exp.data.max_length, "items": spans,
     }))
-    return {"teacher_forward_items": float(len(ids)), "cached_positions": float(positions),
+    return {"teacher_forward_items": float(forwarded), "cached_items": float(len(ids)),
+            "cached_positions": float(positions),
             "cache_mb": sum(p.stat().st_size for p in ctx.out.glob("shard-*")) / 2**20}
 
 
@@ -117,7 +121,17 @@ def _teacher_rows(teacher: Any, encs: list[EncodedPair], pad: int, batch_size: i
 
 
 def _finished_shards(out: Path) -> set[int]:
-    return {int(p.name.split("-")[1].split(".")[0]) for p in out.glob("shard-*.safetensors")}
+    """Shards a previous run completed; one that does not open (torn by a kill) is redone."""
+    done = set()
+    for path in out.glob("shard-*.safetensors"):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except Exception:  # noqa: BLE001 - any unreadable shard is simply recomputed
+            path.unlink()
+            continue
+        done.add(int(path.name.split("-")[1].split(".")[0]))
+    return done
 
 
 class TeacherCache:

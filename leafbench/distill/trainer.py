@@ -53,11 +53,12 @@ def response_hidden(model: Any, encs: list[EncodedPair], pad_id: int,
     decoder = model.get_decoder()
     if pack_to is None:
         ids, mask = pad_batch(encs, pad_id, next(model.parameters()).device)
-        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         where = [(r, 0) for r in range(len(encs))]
     else:
         ids, positions, where = _packed(encs, pad_id, pack_to, next(model.parameters()).device)
-        hidden = decoder(input_ids=ids, position_ids=positions).last_hidden_state
+        # No cache: with one, transformers skips the block-diagonal mask of packed rows.
+        hidden = decoder(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state
     rows = [where[i][0] for i, e in enumerate(encs) for _ in range(e.loss_start, e.loss_end)]
     cols = [where[i][1] + p - 1 for i, e in enumerate(encs) for p in range(e.loss_start, e.loss_end)]
     return hidden[rows, cols]
@@ -104,7 +105,7 @@ def run_distill(ctx: Any) -> dict[str, float]:
         ctx.refs.teacher, exp.models.dtype, exp.models.device).eval()
     student = load_causal_lm(ctx.refs.student, exp.models.dtype, exp.models.device).train()
     if cfg.gradient_checkpointing:
-        student.gradient_checkpointing_enable({"use_reentrant": False})
+        student.activation_checkpointing_enable({"use_reentrant": False})
     student = accelerator.prepare(student)
     optimizer = accelerator.prepare(torch.optim.AdamW(
         student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
