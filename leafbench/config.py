@@ -174,6 +174,9 @@ class LaunchConfig(Strict):
 
     num_processes: PositiveInt = 1
     accelerate_config: str | None = None
+    # `accelerate`: accelerate launch (GPUs; FSDP / DeepSpeed through accelerate_config).
+    # `torchrun`: torch.distributed.run, data parallel over gloo — CPU machines and tests.
+    launcher: Literal["accelerate", "torchrun"] = "accelerate"
 
 
 class DistillConfig(Strict):

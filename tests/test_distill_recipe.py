@@ -37,7 +37,13 @@ from leafbench.distill.loss import (
 )
 from leafbench.distill.model_card import write_model_card
 from leafbench.distill.teacher_cache import TeacherCache, encode_items, run_teach
-from leafbench.distill.trainer import _Recipe, response_hidden, response_logits, run_distill
+from leafbench.distill.trainer import (
+    StudentDivergence,
+    _Recipe,
+    response_hidden,
+    response_logits,
+    run_distill,
+)
 from leafbench.models import load_causal_lm, load_tokenizer
 from leafbench.pipeline import ModelRefs, StageContext
 from leafbench.samples import EncodedPair, write_jsonl
@@ -144,12 +150,13 @@ def _recipe_step(tiny, tmp_path, units, mixed_precision="no", gradient_checkpoin
     student = load_causal_lm(tiny["student_dir"], device="cpu").train()
     if gradient_checkpointing:
         student.activation_checkpointing_enable({"use_reentrant": False})
-    student = acc.prepare(student)
-    optimizer = RecordingSGD(student.parameters(), lr=1e-3)
+    pack_to = MAX_LENGTH if exp.distill.packing else None
+    model = acc.prepare(StudentDivergence(student, exp.distill.loss, tiny["vocab"], pack_to))
+    optimizer = RecordingSGD(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     cache = TeacherCache(_off_cache(tmp_path / f"teach-off-{mixed_precision}"))
-    recipe = _Recipe(acc, student, tiny["teacher"], cache, tiny["encoded"], tiny["pad"],
-                     tiny["vocab"], exp.distill, MAX_LENGTH)
+    recipe = _Recipe(acc, model, tiny["teacher"], cache, tiny["encoded"], tiny["pad"],
+                     exp.distill)
     record, _ = recipe.step(units, optimizer, scheduler)
     grads = {name: optimizer.grads[id(p)] for name, p in student.named_parameters()}
     return record, grads, recipe
@@ -541,16 +548,19 @@ def test_cached_step_equals_the_on_the_fly_step(tiny, tmp_path, fresh_accelerate
 
     AcceleratorState._reset_state(reset_partial_state=True)
     acc = Accelerator(cpu=True)
-    student = acc.prepare(load_causal_lm(tiny["student_dir"], device="cpu").train())
+    exp = _experiment(tiny, batch_size=3, grad_clip=1e9, loss={"lambda": 0.3})
+    student = acc.prepare(StudentDivergence(
+        load_causal_lm(tiny["student_dir"], device="cpu").train(), exp.distill.loss,
+        tiny["vocab"], None))
     optimizer = RecordingSGD(student.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    exp = _experiment(tiny, batch_size=3, grad_clip=1e9, loss={"lambda": 0.3})
     cached_recipe = _Recipe(acc, student, None, TeacherCache(cache_dir), tiny["encoded"],
-                            tiny["pad"], tiny["vocab"], exp.distill, MAX_LENGTH)
+                            tiny["pad"], exp.distill)
     cached, _ = cached_recipe.step(units, optimizer, scheduler)
     assert cached_recipe.teacher_passes == 0
     assert cached["loss"] == pytest.approx(live["loss"], rel=1e-5)
-    g_cached = {n: optimizer.grads[id(p)] for n, p in student.named_parameters()}
+    inner = acc.unwrap_model(student).student
+    g_cached = {n: optimizer.grads[id(p)] for n, p in inner.named_parameters()}
     _assert_same_grads(g_cached, g_live, rtol=1e-4, atol=1e-8)
 
 
@@ -652,3 +662,31 @@ def test_mixed_mode_without_lambda_round_trips():
     hybrid = validate_dict({"distill": {"loss": {"lambda": 0.2}}})
     assert hybrid.to_dict()["distill"]["loss"]["lambda"] == 0.2
     assert validate_dict(hybrid.to_dict()) == hybrid
+
+
+# ---------------------------------------------------------------- multi-process launch
+def test_two_process_data_parallel_run_equals_one_process(tiny, tmp_path, fresh_accelerate):
+    """The stage started through torchrun on 2 CPU processes (DDP over gloo), 2 units per
+    process, ends with the weights and step log of one process taking 4 units per step."""
+    from leafbench.distill.launch import run_distill_stage
+
+    m_one, s_one, w_one, _ = _distill_run(tiny, tmp_path / "one", batch_size=4)
+    exp = _experiment(tiny, epochs=1, lr=1e-3, save_every=100, group_by_length=True,
+                      loss={"lambda": 0.3}, batch_size=2,
+                      launch={"num_processes": 2, "launcher": "torchrun"})
+    two = tmp_path / "two"
+    inputs = {"prune": _prune_dir(two / "prune"), "teach": _off_cache(two / "teach")}
+    ctx = _context(tiny, two, exp, inputs)
+    m_two = run_distill_stage(ctx)
+    s_two = [json.loads(x) for x in (ctx.out / "steps.jsonl").read_text().splitlines()]
+    w_two = load_file(ctx.out / "student" / "model.safetensors")
+    assert m_two["steps"] == m_one["steps"] and len(s_two) == len(s_one)
+    for a, b in zip(s_one, s_two, strict=True):
+        assert a["response_tokens"] == b["response_tokens"]
+        # Float round-off only: each process pads its own micro-batch, and gloo sums in its
+        # own order. A wrong data-parallel scale would be off by a factor of 2.
+        for key in ("loss", "l_kd", "l_cd", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    for name in w_one:
+        torch.testing.assert_close(w_two[name], w_one[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert (ctx.out / "student" / "README.md").is_file()

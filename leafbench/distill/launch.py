@@ -6,6 +6,9 @@ stage writes its context to `launch.json` in its partial directory and runs
 
     accelerate launch [--config_file CFG] --num_processes N -m leafbench.distill.launch launch.json
 
+or, with `launcher: torchrun` (data parallel over gloo on CPU machines, and the tests),
+`python -m torch.distributed.run --nproc_per_node N -m leafbench.distill.launch launch.json`.
+
 Every process rebuilds the same context and runs the same recipe (trainer.py); the main process
 writes the metrics file the stage then returns. Resume works the same way: checkpoints live in
 the partial directory, whichever way the recipe was started.
@@ -43,13 +46,23 @@ def run_distill_stage(ctx: Any) -> dict[str, float]:
     return json.loads((ctx.out / METRICS).read_text())
 
 
-def launch_command(launch: Any, spec: Path) -> list[str]:
+def _accelerate(launch: Any) -> list[str]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         cmd += ["--config_file", launch.accelerate_config]
-    cmd += ["--num_processes", str(launch.num_processes), "-m", "leafbench.distill.launch",
-            str(spec)]
-    return cmd
+    return [*cmd, "--num_processes", str(launch.num_processes)]
+
+
+def _torchrun(launch: Any) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+            str(launch.num_processes)]
+
+
+LAUNCHERS = {"accelerate": _accelerate, "torchrun": _torchrun}
+
+
+def launch_command(launch: Any, spec: Path) -> list[str]:
+    return [*LAUNCHERS[launch.launcher](launch), "-m", "leafbench.distill.launch", str(spec)]
 
 
 def _worker(spec_path: str) -> None:

@@ -87,6 +87,27 @@ def response_logits(model: Any, encs: list[EncodedPair], pad_id: int) -> torch.T
     return model.get_output_embeddings()(response_hidden(model, encs, pad_id))
 
 
+class StudentDivergence(torch.nn.Module):
+    """The student's forward pass through to the per-token divergence, as one module.
+
+    Data-parallel wrappers (DDP, FSDP, DeepSpeed) prepare parameters in their own forward;
+    wrapping this module rather than the bare model keeps the decoder, the chunked vocabulary
+    projection and the loss inside that forward, so every parameter is gathered, used and
+    synchronised where the wrapper expects it.
+    """
+
+    def __init__(self, student: Any, loss_cfg: Any, vocab: int, pack_to: int | None):
+        super().__init__()
+        self.student, self.loss_cfg, self.vocab, self.pack_to = student, loss_cfg, vocab, pack_to
+
+    def forward(self, encs: list[EncodedPair], pad: int, targets: TeacherTargets) -> torch.Tensor:
+        hidden = response_hidden(self.student, encs, pad, self.pack_to)
+        cfg = self.loss_cfg
+        return chunked_divergence(targets, hidden, self.student.get_output_embeddings(),
+                                  cfg.temperature, cfg.divergence, cfg.beta, cfg.chunk_size,
+                                  self.vocab)
+
+
 def run_distill(ctx: Any) -> dict[str, float]:
     from accelerate import Accelerator
 
@@ -106,9 +127,10 @@ def run_distill(ctx: Any) -> dict[str, float]:
     student = load_causal_lm(ctx.refs.student, exp.models.dtype, exp.models.device).train()
     if cfg.gradient_checkpointing:
         student.activation_checkpointing_enable({"use_reentrant": False})
-    student = accelerator.prepare(student)
+    model = accelerator.prepare(StudentDivergence(
+        student, cfg.loss, len(tokenizer), exp.data.max_length if cfg.packing else None))
     optimizer = accelerator.prepare(torch.optim.AdamW(
-        student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
     processes = accelerator.num_processes
     global_batch = cfg.batch_size * cfg.gradient_accumulation * processes
     steps_per_epoch = math.ceil(len(units) / global_batch)
@@ -117,8 +139,7 @@ def run_distill(ctx: Any) -> dict[str, float]:
     accelerator.register_for_checkpointing(scheduler)
 
     step = _resume(ctx.out, accelerator)
-    recipe = _Recipe(accelerator, student, teacher, cache, encoded, tokenizer.pad_token_id,
-                     len(tokenizer), cfg, exp.data.max_length)
+    recipe = _Recipe(accelerator, model, teacher, cache, encoded, tokenizer.pad_token_id, cfg)
     main = accelerator.is_main_process
     log_path, timing_path = ctx.out / STEPS_LOG, ctx.out / TIMING_LOG
     with open(log_path, "a") as log, open(timing_path, "a") as timing, \
@@ -141,7 +162,7 @@ def run_distill(ctx: Any) -> dict[str, float]:
             if step % cfg.save_every == 0 and step < total:
                 _checkpoint(ctx.out, step, accelerator)
 
-    _save_student(ctx, accelerator, student, tokenizer)
+    _save_student(ctx, accelerator, model, tokenizer)
     shutil.rmtree(ctx.out / CHECKPOINTS, ignore_errors=True)
     history = read_jsonl(log_path)
     speed = read_jsonl(timing_path)
@@ -158,32 +179,40 @@ def run_distill(ctx: Any) -> dict[str, float]:
 class _Recipe:
     """One optimizer step over a global batch; holds what every step needs."""
 
-    def __init__(self, accelerator, student, teacher, cache, encoded, pad, vocab, cfg, max_length):
-        self.accelerator, self.student, self.teacher, self.cache = accelerator, student, teacher, cache
-        self.encoded, self.pad, self.vocab, self.cfg = encoded, pad, vocab, cfg
-        self.pack_to = max_length if cfg.packing else None
+    def __init__(self, accelerator, model, teacher, cache, encoded, pad, cfg):
+        self.accelerator, self.model, self.teacher, self.cache = accelerator, model, teacher, cache
+        self.encoded, self.pad, self.cfg = encoded, pad, cfg
         self.teacher_passes = 0
 
     def step(self, units, optimizer, scheduler) -> tuple[dict[str, float], int]:
         acc, cfg = self.accelerator, self.cfg
         weights, sizes = token_weights(units, self.encoded, cfg.loss.mode, cfg.loss.lam)
         mine = units[acc.process_index :: acc.num_processes]
+        # A process left without units (the last step of an epoch) still runs one forward and
+        # backward at weight 0: data-parallel gradient reduction needs every process.
+        scale = 1.0 if mine else 0.0
+        mine = mine or units[:1]
         micro = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
         sums = torch.zeros(2)
         tokens = 0
         for n, batch in enumerate(micro):
             last = n == len(micro) - 1
-            sync = contextlib.nullcontext() if last else acc.no_sync(self.student)
+            sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
             with sync:
-                divergence, groups, n_tokens = self._divergences(batch)
-                w = torch.tensor([weights[g] for g in groups], device=divergence.device)
+                ids = [i for u in batch for i in u.item_ids]
+                encs = [self.encoded[i] for i in ids]
+                groups = [g for u in batch for i, g in zip(u.item_ids, u.groups, strict=True)
+                          for _ in range(self.encoded[i].n_loss)]
+                with acc.autocast():
+                    divergence = self.model(encs, self.pad, self._targets(ids, encs))
+                w = torch.tensor([weights[g] * scale for g in groups], device=divergence.device)
                 acc.backward((divergence * w).sum() * acc.num_processes)
-            per_token = divergence.detach().float().cpu()
+            per_token = divergence.detach().float().cpu() * scale
             for g in (0, 1):
                 sums[g] += per_token[torch.tensor(groups) == g].sum()
-            tokens += n_tokens
+            tokens += int(scale) * sum(len(e.input_ids) for e in encs)
         sums = acc.reduce(sums.to(acc.device), "sum").cpu()
-        grad_norm = acc.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -194,21 +223,6 @@ class _Recipe:
                   "grad_norm": float(grad_norm), "response_tokens": sizes[0] + sizes[1]}
         return record, int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum").item())
 
-    def _divergences(self, units) -> tuple[torch.Tensor, list[int], int]:
-        """D per response token of a micro-batch, its group per token, and its input tokens."""
-        ids = [i for u in units for i in u.item_ids]
-        encs = [self.encoded[i] for i in ids]
-        groups = [g for u in units for i, g in zip(u.item_ids, u.groups, strict=True)
-                  for _ in range(self.encoded[i].n_loss)]
-        with self.accelerator.autocast():
-            hidden = response_hidden(self.student, encs, self.pad, self.pack_to)
-            head = self.accelerator.unwrap_model(self.student).get_output_embeddings()
-            loss_cfg = self.cfg.loss
-            divergence = chunked_divergence(
-                self._targets(ids, encs), hidden, head, loss_cfg.temperature,
-                loss_cfg.divergence, loss_cfg.beta, loss_cfg.chunk_size, self.vocab)
-        return divergence, groups, sum(len(e.input_ids) for e in encs)
-
     def _targets(self, ids: list[str], encs: list[EncodedPair]) -> TeacherTargets:
         if self.cache.enabled:
             return self.cache.targets(ids)
@@ -217,13 +231,14 @@ class _Recipe:
             return TeacherTargets(logits=response_logits(self.teacher, encs, self.pad))
 
 
-def _save_student(ctx: Any, accelerator: Any, student: Any, tokenizer: Any) -> None:
+def _save_student(ctx: Any, accelerator: Any, model: Any, tokenizer: Any) -> None:
     """HF format, gathered from every process, with a model card saying how it was made."""
     out = ctx.out / "student"
     accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(student)
-    model.save_pretrained(out, state_dict=accelerator.get_state_dict(student),
-                          is_main_process=accelerator.is_main_process, save_function=accelerator.save)
+    student = accelerator.unwrap_model(model).student
+    state = {k.removeprefix("student."): v for k, v in accelerator.get_state_dict(model).items()}
+    student.save_pretrained(out, state_dict=state, is_main_process=accelerator.is_main_process,
+                            save_function=accelerator.save)
     if accelerator.is_main_process:
         tokenizer.save_pretrained(out)
         write_model_card(out, ctx)
