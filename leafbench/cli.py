@@ -80,13 +80,14 @@ def _run(args: argparse.Namespace) -> int:
     from leafbench.pipeline import STAGE_NAMES, STAGES, run_experiment
     from leafbench.report import print_summary
 
-    exp = load_experiment(args.experiment, args.set)
+    if args.until is not None and args.until not in STAGE_NAMES:
+        raise ConfigError("--until", "--until", args.until, f"expected one of {list(STAGE_NAMES)}")
+    distills = args.until is None or STAGE_NAMES.index(args.until) >= STAGE_NAMES.index("distill")
+    exp = load_experiment(args.experiment, args.set, distills=distills)
     unknown = [s for s in args.force if s not in (*STAGE_NAMES, "all")]
     if unknown:
         raise ConfigError("--force", "--force", unknown[0],
                           f"expected one of {[*STAGE_NAMES, 'all']}")
-    if args.until is not None and args.until not in STAGE_NAMES:
-        raise ConfigError("--until", "--until", args.until, f"expected one of {list(STAGE_NAMES)}")
     if args.no_tracking:
         results = run_experiment(exp, tuple(args.force), until=args.until)
     else:

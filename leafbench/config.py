@@ -281,14 +281,19 @@ class _FieldProblem(ValueError):
 
 
 # ---------------------------------------------------------------- loading
-def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
-    """Read, inherit, override, validate; raise ConfigError naming file and field on any problem."""
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                    distills: bool = True) -> Experiment:
+    """Read, inherit, override, validate; raise ConfigError naming file and field on any problem.
+    `distills=False` (a run stopping before distillation) allows teacher and student
+    tokenizers to differ: mining aligns them, logit distillation cannot."""
     path = Path(path)
     raw = _read_with_bases(path, seen=())
     for item in overrides:
         _apply_override(raw, item)
     exp = validate_dict(raw, source=str(path))
     _check_files(exp, path, raw)
+    if distills:
+        _check_vocabularies(exp, path)
     return exp
 
 
@@ -411,7 +416,6 @@ def _check_files(exp: Experiment, path: Path, raw: dict[str, Any]) -> None:
             raise ConfigError(
                 str(path), f"models.{role}", ref, "expected an existing model directory"
             )
-    _check_vocabularies(exp, path)
     launch_cfg = exp.distill.launch.accelerate_config
     if launch_cfg is not None and not Path(launch_cfg).is_file():
         raise ConfigError(str(path), "distill.launch.accelerate_config", launch_cfg,

@@ -331,3 +331,37 @@ def test_mine_with_two_tokenizers_resumes_after_a_torn_store(mixed_pair, tmp_pat
     for row in resumed:
         assert row["offsets"] == by_id[row["id"]]["offsets"]
         assert row["delta"] == pytest.approx(by_id[row["id"]]["delta"], abs=1e-5)
+
+
+# --- through the command line --------------------------------------------------------------------
+
+
+def test_cli_mines_across_tokenizers_until_prune_and_refuses_to_distill(mixed_pair, tmp_path,
+                                                                          capsys):
+    """`--until prune` mines and prunes with two tokenizers; a full run is refused before any
+    stage, naming the teacher and the vocabularies."""
+    from leafbench.cli import main
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"instruction": s, "response": "The answer is 7."}) + "\n"
+                             for s in SENTENCES))
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"workspace: {tmp_path / 'ws'}\n"
+        f"models: {{teacher: {mixed_pair[0]}, student: {mixed_pair[1]}, device: cpu}}\n"
+        f"data: {{train: {train}, max_length: 128}}\n"
+        "mining: {threshold: {mode: quantile, tau: 0.2}}\n"
+    )
+    assert main(["run", str(exp), "--until", "prune", "--no-tracking"]) == 0
+    prune_dirs = list((tmp_path / "ws" / "artifacts" / "prune").iterdir())
+    items = read_jsonl(prune_dirs[0] / "counterfactuals.jsonl")
+    assert sum(it["kind"] == "original" for it in items) == len(SENTENCES)
+    assert any(it["kind"] != "original" for it in items)
+    store = read_jsonl(next((tmp_path / "ws" / "artifacts" / "mine").iterdir()) / "saliency.jsonl")
+    assert {row["segmentation"] for row in store} == {"common"}
+    assert not (tmp_path / "ws" / "artifacts" / "distill").exists()
+    capsys.readouterr()
+
+    assert main(["run", str(exp), "--no-tracking"]) == 2
+    err = capsys.readouterr().err
+    assert "models.teacher" in err and "one tokenizer" in err

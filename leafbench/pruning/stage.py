@@ -90,7 +90,8 @@ def _validate(ctx: Any, rows: list[dict], dataset: list[dict]) -> tuple[list[dic
     student = load_causal_lm(ctx.refs.student, exp.models.dtype, exp.models.device).eval()
     outcomes = validate_counterfactuals(checked, {k: str(v) for k, v in golds.items()}, teacher,
                                         student, tokenizer, exp.pruning.checker,
-                                        exp.pruning.validation_max_new_tokens)
+                                        exp.pruning.validation_max_new_tokens,
+                                        load_tokenizer(ctx.refs.teacher))
     dropped = {o["id"] for o in outcomes if not o["kept"]}
     return [it for it in dataset if it["id"] not in dropped], outcomes
 

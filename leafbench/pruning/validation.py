@@ -59,11 +59,13 @@ def greedy_answers(model: Any, tokenizer: Any, instructions: list[str], max_new_
 
 def validate_counterfactuals(items: list[dict[str, Any]], golds: dict[str, str], teacher: Any,
                              student: Any, tokenizer: Any, checker: str,
-                             max_new_tokens: int) -> list[dict[str, Any]]:
-    """Per counterfactual item: did teacher and student answer it correctly; is it kept?"""
+                             max_new_tokens: int, teacher_tokenizer: Any = None
+                             ) -> list[dict[str, Any]]:
+    """Per counterfactual item: did teacher and student answer it correctly; is it kept?
+    Each model generates through its own tokenizer (`teacher_tokenizer` when they differ)."""
     check = CHECKERS[checker]
     instructions = [it["instruction"] for it in items]
-    t_resp = greedy_answers(teacher, tokenizer, instructions, max_new_tokens)
+    t_resp = greedy_answers(teacher, teacher_tokenizer or tokenizer, instructions, max_new_tokens)
     s_resp = greedy_answers(student, tokenizer, instructions, max_new_tokens)
     outcomes = []
     for it, tr, sr in zip(items, t_resp, s_resp, strict=True):
