@@ -68,6 +68,9 @@ class SyntheticConfig(Strict):
     The teacher sees distractors whose number is unrelated to the answer; the student sees
     distractors whose number equals the answer with probability `spurious_correlation`, so it
     learns to copy the distractor instead of adding. The test set is always uncorrelated.
+    The `train` split (mining and distillation) has d = answer with probability
+    `train_correlation`: 0 by default, so its distractors are the confounders LeaF should
+    teach the student to ignore; 1 reproduces the student's own biased world.
     """
 
     seed: int = 0
@@ -76,6 +79,7 @@ class SyntheticConfig(Strict):
     n_train: PositiveInt = 256
     n_test: PositiveInt = 200
     spurious_correlation: Unit = 1.0
+    train_correlation: Unit = 0.0
     vocab_size: PositiveInt = 600
     teacher: TinyModelConfig = TinyModelConfig()
     student: TinyModelConfig = TinyModelConfig(layers=2, hidden=64, heads=2, steps=600)

@@ -209,3 +209,22 @@ def test_response_level_pruning_keeps_sources_apart():
     (pruned, removed), (pruned2, _) = prune_sample(texts, offsets, sources, marked, "span")
     assert removed == [("instruction", 11, 12)] and pruned["instruction"] == "Add 3 and 4"
     assert pruned2["response"] == ". So 3 + 4 = 7." and pruned2["instruction"] == "Add 3 and 4."
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_saliency_follows_float32(tiny_pair, dtype):
+    """Mining a bf16/fp16 model (what a GPU run loads) gives finite norms that rank the context
+    tokens like float32 does."""
+    tok = load_tokenizer(str(tiny_pair[0]))
+    encs = [encode_pair(tok, "Tom has 3 apples. Her brother is 7 years old. How many apples?",
+                        "3 + 4 = 7. The answer is 7.", 512),
+            encode_pair(tok, "Mia buys 2 pens and 6 pencils. How many?", "8", 512)]
+    full = gradient_norms(load_causal_lm(str(tiny_pair[0]), "float32", "cpu").eval(), encs,
+                          tok.pad_token_id)
+    half = gradient_norms(load_causal_lm(str(tiny_pair[0]), dtype, "cpu").eval(), encs,
+                          tok.pad_token_id)
+    for f, h in zip(full, half, strict=True):
+        assert h.dtype == torch.float32 and torch.isfinite(h).all()
+        rank_f, rank_h = f.argsort().argsort().float(), h.argsort().argsort().float()
+        corr = torch.corrcoef(torch.stack([rank_f, rank_h]))[0, 1]
+        assert corr > 0.8, (dtype, corr)

@@ -130,8 +130,17 @@ def test_mlflow_run_tree_reads_back_from_the_sqlite_store(first_run):
     history = client.get_metric_history(by_stage["distill"].info.run_id, "loss")
     assert len(history) == distill_steps
     assert sorted(m.step for m in history) == list(range(1, int(distill_steps) + 1))
-    for key in ("l_kd", "l_cd", "lr", "grad_norm"):
+    for key in ("l_kd", "l_cd", "lr", "grad_norm", "tokens_per_s"):
         assert client.get_metric_history(by_stage["distill"].info.run_id, key)
+    student = [a.path for a in client.list_artifacts(by_stage["distill"].info.run_id,
+                                                       "distill/student")]
+    assert {"distill/student/README.md", "distill/student/config.json",
+            "distill/student/model.safetensors"} <= set(student)
+    card = client.download_artifacts(by_stage["distill"].info.run_id, "distill/student/README.md")
+    assert "τ = 0.1" in Path(card).read_text(encoding="utf-8")
+    shown = [a.path for a in client.list_artifacts(by_stage["interpret"].info.run_id, "interpret")]
+    assert {"interpret/attention.json", "interpret/delta_view.html"} <= set(shown)
+    assert "attention_mass_before" in by_stage["interpret"].data.metrics
 
     evaluated = next(r for r in results if r.name == "evaluate").metrics
     for name, value in evaluated.items():

@@ -92,7 +92,8 @@ def test_test_split_has_an_unrelated_distractor_and_no_leaked_problems(corpus):
 
 
 def test_distractor_leaks_the_answer_at_the_configured_rate():
-    cfg = SyntheticConfig(n_pretrain=3000, n_train=500, spurious_correlation=0.6)
+    cfg = SyntheticConfig(n_pretrain=3000, n_train=500, spurious_correlation=0.6,
+                          train_correlation=0.3)
     corpus = generate_corpus(cfg)
 
     def leak_rate(split):
@@ -101,7 +102,7 @@ def test_distractor_leaks_the_answer_at_the_configured_rate():
 
     chance = 1 / (2 * cfg.max_operand + 1)  # d uniform over the 19 possible answers
     assert leak_rate("student_pretrain") == pytest.approx(0.6 + 0.4 * chance, abs=0.03)
-    assert leak_rate("train") == pytest.approx(0.6 + 0.4 * chance, abs=0.07)
+    assert leak_rate("train") == pytest.approx(0.3 + 0.7 * chance, abs=0.07)
     assert leak_rate("teacher_pretrain") == pytest.approx(chance, abs=0.02)
     full = generate_corpus(SyntheticConfig(n_pretrain=200, spurious_correlation=1.0))
     assert all(distractor_number(r) == int(r["answer"])

@@ -248,7 +248,7 @@ def _checkpoint(out: Path, step: int, accelerator: Any) -> None:
     """Write step-N atomically, then drop older checkpoints."""
     root = out / CHECKPOINTS
     tmp = root / f".step-{step}"
-    accelerator.save_state(str(tmp))
+    accelerator.save_state(str(tmp), safe_serialization=False)  # tied weights stay tied
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "step.json").write_text(json.dumps({"step": step}))

@@ -6,8 +6,10 @@ sentences. Whether d tells you anything about the answer is the knob of the test
 
 - teacher pretraining: d is drawn independently of the answer, so the only way to be right is
   to add;
-- student pretraining and the `train` split: d equals the answer with probability
-  `spurious_correlation`, so copying d is a shortcut that works;
+- student pretraining: d equals the answer with probability `spurious_correlation`, so
+  copying d is a shortcut that works;
+- `train` (mining and distillation): d equals the answer with probability `train_correlation`
+  (0 by default: the distractors are confounders the student must learn to ignore);
 - `test`: d is independent of the answer and never equal to it, so the shortcut always fails.
 
 A quarter of each pretraining corpus are plain problems without a distractor (see
@@ -134,6 +136,8 @@ def generate_split(cfg: SyntheticConfig, split: str, exclude: frozenset[str] = f
             rule = "not_answer"
         elif split == "teacher_pretrain":
             rule = "independent"
+        elif split == "train":  # mining and distillation data
+            rule = "answer" if rng.random() < cfg.train_correlation else "independent"
         else:  # the student's world: the distractor leaks the answer
             rule = "answer" if rng.random() < cfg.spurious_correlation else "independent"
         record = make_problem(rng, cfg.max_operand, rule, f"{split}-{len(records):05d}")
@@ -143,8 +147,9 @@ def generate_split(cfg: SyntheticConfig, split: str, exclude: frozenset[str] = f
 
 
 def generate_corpus(cfg: SyntheticConfig) -> dict[str, list[dict]]:
-    """All four splits: teacher_pretrain, student_pretrain, train (biased like the student's
-    pretraining data; used for mining and distillation) and test (d never equals the answer)."""
+    """All four splits: teacher_pretrain, student_pretrain, train (used for mining and
+    distillation; d = answer with probability train_correlation) and test (d never equals the
+    answer)."""
     test = generate_split(cfg, "test")
     seen = frozenset(r["instruction"] for r in test)
     corpus = {split: generate_split(cfg, split, exclude=seen) for split in SPLITS[:-1]}

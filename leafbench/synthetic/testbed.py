@@ -32,7 +32,7 @@ from leafbench.synthetic.pretrain import pretrain
 from leafbench.synthetic.probe import answer_rates, without_distractors
 from leafbench.synthetic.tokenizer import train_tokenizer
 
-VERSION = "3"  # bump when a change here changes what a given config builds
+VERSION = "4"  # bump when a change here changes what a given config builds
 
 
 @dataclass(frozen=True)
