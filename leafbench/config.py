@@ -141,7 +141,7 @@ class LossConfig(Strict):
     set, every response token weighted alike — the official code's recipe (λ implicit)."""
 
     mode: Literal["hybrid", "mixed"] = "hybrid"
-    lam: Unit = Field(0.5, alias="lambda")
+    lam: Unit | None = Field(0.5, alias="lambda")  # null: none (mixed mode)
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
     divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
     beta: Unit = 0.5  # JSD(β) mixing weight
@@ -151,12 +151,14 @@ class LossConfig(Strict):
 
     @model_validator(mode="after")
     def _lambda_only_for_hybrid(self) -> LossConfig:
-        if self.mode == "mixed" and "lam" in self.model_fields_set:
+        if self.mode == "mixed" and "lam" in self.model_fields_set and self.lam is not None:
             raise _FieldProblem(
                 "lambda", self.lam,
                 "mode 'mixed' has no λ (originals and counterfactuals form one shuffled set); "
-                "remove lambda or use mode 'hybrid'",
+                "remove lambda, set it to null, or use mode 'hybrid'",
             )
+        if self.mode == "hybrid" and self.lam is None:
+            raise _FieldProblem("lambda", None, "mode 'hybrid' needs λ: a number in [0, 1]")
         return self
 
 
@@ -272,7 +274,7 @@ class Experiment(Strict):
         """Plain data that validates back to an equal Experiment (mixed mode carries no λ)."""
         data = json.loads(self.model_dump_json(by_alias=True))
         if self.distill.loss.mode == "mixed":
-            data["distill"]["loss"].pop("lambda")
+            data["distill"]["loss"]["lambda"] = None
         return data
 
 

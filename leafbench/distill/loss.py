@@ -108,8 +108,8 @@ class TeacherTargets:
         """D(p_T ‖ p_S) per position, in float32, times t²."""
         vocab = student_logits.shape[-1]
         if self.logits is not None:
-            return token_divergence(self.logits[..., :vocab], student_logits, temperature,
-                                    divergence, beta)
+            teacher = self.logits[..., :vocab].to(student_logits.device)
+            return token_divergence(teacher, student_logits, temperature, divergence, beta)
         t = temperature
         with _float32(student_logits):
             log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)

@@ -41,8 +41,9 @@ def gradient_norms(model: Any, pairs: list[EncodedPair], pad_id: int) -> list[to
             cols.append(pos - 1)  # the hidden state at pos-1 predicts token pos
             targets.append(p.input_ids[pos])
     logits = model.get_output_embeddings()(hidden[rows, cols]).float()
+    # With device_map sharding the head may sit on another GPU than the embeddings.
     loss = torch.nn.functional.cross_entropy(
-        logits, torch.tensor(targets, device=device), reduction="sum"
+        logits, torch.tensor(targets, device=logits.device), reduction="sum"
     )
     (grad,) = torch.autograd.grad(loss, embeds)
     norms = grad.float().norm(dim=-1).cpu()
@@ -57,11 +58,12 @@ def context_surprisal(model: Any, pairs: list[EncodedPair], pad_id: int) -> list
     hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
     out = []
     for row, p in enumerate(pairs):
-        positions = torch.tensor(p.context_positions, device=device)
+        positions = torch.tensor(p.context_positions, device=hidden.device)
         before = (positions - 1).clamp(min=0)
         logits = model.get_output_embeddings()(hidden[row, before]).float()
-        nll = -torch.log_softmax(logits, -1).gather(-1, ids[row, positions, None])[:, 0]
-        out.append(torch.where(positions > 0, nll, torch.zeros_like(nll)).cpu())
+        tokens = ids[row].to(logits.device)[positions.to(logits.device), None]
+        nll = -torch.log_softmax(logits, -1).gather(-1, tokens)[:, 0]
+        out.append(torch.where(positions.to(nll.device) > 0, nll, torch.zeros_like(nll)).cpu())
     return out
 
 
