@@ -149,17 +149,24 @@ class LossConfig(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    @model_validator(mode="after")
-    def _lambda_only_for_hybrid(self) -> LossConfig:
-        if self.mode == "mixed" and "lam" in self.model_fields_set and self.lam is not None:
-            raise _FieldProblem(
-                "lambda", self.lam,
-                "mode 'mixed' has no λ (originals and counterfactuals form one shuffled set); "
-                "remove lambda, set it to null, or use mode 'hybrid'",
-            )
-        if self.mode == "hybrid" and self.lam is None:
+    @model_validator(mode="before")
+    @classmethod
+    def _lambda_only_for_hybrid(cls, data: Any) -> Any:
+        """Mixed mode has λ = null (its weighting is per token); hybrid needs a number."""
+        if not isinstance(data, dict):
+            return data
+        lam = data.get("lambda", data.get("lam"))
+        if data.get("mode") == "mixed":
+            if lam is not None:
+                raise _FieldProblem(
+                    "lambda", lam,
+                    "mode 'mixed' has no λ (originals and counterfactuals form one shuffled "
+                    "set); remove lambda, set it to null, or use mode 'hybrid'",
+                )
+            return {**data, "lambda": None} if "lam" not in data else data
+        if "lambda" in data and lam is None:
             raise _FieldProblem("lambda", None, "mode 'hybrid' needs λ: a number in [0, 1]")
-        return self
+        return data
 
 
 class TeacherCacheConfig(Strict):
@@ -271,11 +278,8 @@ class Experiment(Strict):
         return self.to_dict()[name]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data that validates back to an equal Experiment (mixed mode carries no λ)."""
-        data = json.loads(self.model_dump_json(by_alias=True))
-        if self.distill.loss.mode == "mixed":
-            data["distill"]["loss"]["lambda"] = None
-        return data
+        """Plain data that validates back to an equal Experiment."""
+        return json.loads(self.model_dump_json(by_alias=True))
 
 
 class _FieldProblem(ValueError):
