@@ -39,7 +39,7 @@ from leafbench.config import validate_dict
 from leafbench.distill.loss import TeacherTargets, chunked_divergence, token_kl, topk_targets
 from leafbench.samples import encode_pair, pad_batch, write_jsonl
 
-CUTOFF = 1024
+CUTOFF = 1024  # the official recipe pads every batch to this (LLaMA-Factory cutoff_len)
 MEMORY_VOCAB = 32_000
 
 
@@ -61,7 +61,8 @@ def counterfactual_items(pairs: list[tuple[str, str]], seed: int = 0) -> list[di
 
 
 # ------------------------------------------------------------------ production recipe
-def production(root: Path, items: list[dict], epochs: int, batch_size: int) -> dict:
+def production(root: Path, items: list[dict], epochs: int, batch_size: int,
+               cutoff: int = CUTOFF) -> dict:
     from leafbench.distill.teacher_cache import run_teach
     from leafbench.distill.trainer import run_distill
     from leafbench.pipeline import ModelRefs, StageContext
@@ -69,7 +70,7 @@ def production(root: Path, items: list[dict], epochs: int, batch_size: int) -> d
     exp = validate_dict({
         "models": {"teacher": str(root / "teacher"), "student": str(root / "student"),
                    "device": "cpu"},
-        "data": {"max_length": CUTOFF},
+        "data": {"max_length": cutoff},
         "distill": {"epochs": epochs, "batch_size": batch_size, "lr": 1e-4,
                     "save_every": 10_000, "teacher_cache": {"mode": "exact"}},
     })
@@ -93,14 +94,15 @@ def production(root: Path, items: list[dict], epochs: int, batch_size: int) -> d
 
 
 # ------------------------------------------------------------------ official recipe
-def official(tok, teacher, student, items: list[dict], epochs: int, batch_size: int) -> dict:
+def official(tok, teacher, student, items: list[dict], epochs: int, batch_size: int,
+             cutoff: int = CUTOFF) -> dict:
     """Pairs (original, counterfactual) padded to the cutoff; teacher on the fly; full-vocabulary
     float32 log-softmax of both models at every position; KL masked to the response."""
     from leafbench.distill.batching import build_pairs
 
     pairs = build_pairs(items)
-    encs = [(encode_pair(tok, o["instruction"], o["response"], CUTOFF),
-             encode_pair(tok, c["instruction"], c["response"], CUTOFF)) for o, c in pairs]
+    encs = [(encode_pair(tok, o["instruction"], o["response"], cutoff),
+             encode_pair(tok, c["instruction"], c["response"], cutoff)) for o, c in pairs]
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
     student.train()
     tokens, teacher_sequences = 0, 0
@@ -109,9 +111,9 @@ def official(tok, teacher, student, items: list[dict], epochs: int, batch_size: 
         order = torch.randperm(len(encs), generator=torch.Generator().manual_seed(epoch)).tolist()
         for s in range(0, len(order), batch_size):
             batch = [e for i in order[s : s + batch_size] for e in encs[i]]
-            ids = torch.full((len(batch), CUTOFF), tok.pad_token_id)
-            mask = torch.zeros((len(batch), CUTOFF), dtype=torch.long)
-            loss_mask = torch.zeros((len(batch), CUTOFF))
+            ids = torch.full((len(batch), cutoff), tok.pad_token_id)
+            mask = torch.zeros((len(batch), cutoff), dtype=torch.long)
+            loss_mask = torch.zeros((len(batch), cutoff))
             for r, e in enumerate(batch):
                 ids[r, : len(e.input_ids)] = torch.tensor(e.input_ids)
                 mask[r, : len(e.input_ids)] = 1
@@ -278,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cutoff", type=int, default=CUTOFF,
+                        help="the official recipe's padded length (and the truncation of both)")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--workspace", type=Path, default=Path("leafbench-runs"),
                         help="where the synthetic testbed is built or found (top-k error)")
@@ -301,12 +305,12 @@ def main(argv: list[str] | None = None) -> None:
         tok.save_pretrained(root / "teacher")
         student.save_pretrained(root / "student")
         tok.save_pretrained(root / "student")
-        fast = production(root, items, args.epochs, args.batch_size)
-    slow = official(tok, teacher, student, items, args.epochs, args.batch_size)
-    encoded = [encode_pair(tok, q, a, CUTOFF) for q, a in pairs]
+        fast = production(root, items, args.epochs, args.batch_size, args.cutoff)
+    slow = official(tok, teacher, student, items, args.epochs, args.batch_size, args.cutoff)
+    encoded = [encode_pair(tok, q, a, args.cutoff) for q, a in pairs]
     lengths = [len(e.input_ids) for e in encoded]
     print(f"pairs={len(pairs)} items={len(items)} epochs={args.epochs} "
-          f"batch={args.batch_size} pairs/step cutoff={CUTOFF} "
+          f"batch={args.batch_size} pairs/step cutoff={args.cutoff} "
           f"mean_length={sum(lengths) / len(lengths):.0f} vocab={len(tok)}")
     print(f"production recipe      {fast['tokens'] / fast['seconds']:10.1f} tokens/s "
           f"({fast['seconds']:.1f} s, teach stage {fast['teach_seconds']:.1f} s)")
