@@ -77,6 +77,12 @@ def test_every_stage_runs_and_reports_the_demo_figures(first_run):
     assert len(steps) == distill.metrics["steps"] and all(s["loss"] >= 0 for s in steps)
     assert (distill.path / "student" / "config.json").is_file()
     assert not (distill.path / "checkpoints").exists()
+    # The teacher ran once per distinct item, in the teach stage; never during the epochs.
+    teach = next(r for r in results if r.name == "teach")
+    prune_dir = next(r for r in results if r.name == "prune").path
+    n_items = len((prune_dir / "counterfactuals.jsonl").read_text().splitlines())
+    assert teach.metrics["teacher_forward_items"] == n_items
+    assert distill.metrics["teacher_forward_passes"] == 0 and exp.distill.epochs > 1
 
 
 def test_identical_rerun_recomputes_nothing(first_run):

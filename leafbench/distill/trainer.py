@@ -126,7 +126,10 @@ def run_distill(ctx: Any) -> dict[str, float]:
         ctx.refs.teacher, exp.models.dtype, exp.models.device).eval()
     student = load_causal_lm(ctx.refs.student, exp.models.dtype, exp.models.device).train()
     if cfg.gradient_checkpointing:
-        student.activation_checkpointing_enable({"use_reentrant": False})
+        # transformers 5 renamed gradient_checkpointing_enable; older releases lack the new name.
+        enable = getattr(student, "activation_checkpointing_enable", None) or \
+            student.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
     model = accelerator.prepare(StudentDivergence(
         student, cfg.loss, len(tokenizer), exp.data.max_length if cfg.packing else None))
     optimizer = accelerator.prepare(torch.optim.AdamW(
