@@ -100,6 +100,14 @@ def test_changing_tau_reuses_the_mining_pass(first_run, small_yaml):
     assert results["prune"] == "computed"
 
 
+def test_changing_lambda_or_the_loss_mode_reuses_the_teacher_cache(first_run, small_yaml):
+    for override in ("distill.loss.lambda=0.3", "distill.loss={mode: mixed}"):
+        exp = load_experiment(small_yaml, [override, "evaluate.models=[teacher]"])
+        results = {r.name: r.status for r in run_experiment(exp, until="distill")}
+        assert results["mine"] == results["prune"] == results["teach"] == "cached", override
+        assert results["distill"] == "computed", override
+
+
 def test_validation_keeps_exactly_the_counterfactuals_both_models_answer(first_run, small_yaml):
     exp = load_experiment(small_yaml, ["pruning.validation=true", "evaluate.models=[teacher]"])
     results = {r.name: r for r in run_experiment(exp)}
