@@ -242,6 +242,14 @@ class EvaluateConfig(Strict):
     data_dir: str | None = None
 
 
+class InterpretConfig(Strict):
+    """The `interpret` stage: how many mined samples the attention measurement and the Δ view
+    use (a random choice with the experiment's seed)."""
+
+    max_samples: PositiveInt = 64
+    view_rows: PositiveInt = 50
+
+
 class TrackingConfig(Strict):
     experiment: str = "leafbench"
     tracking_uri: str | None = None
@@ -260,6 +268,7 @@ class Experiment(Strict):
     pruning: PruningConfig = PruningConfig()
     distill: DistillConfig = DistillConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    interpret: InterpretConfig = InterpretConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")

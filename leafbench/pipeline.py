@@ -128,7 +128,7 @@ STAGES: tuple[Stage, ...] = (
     # Attention mass on the mined tokens before and after distillation, and the Δ view.
     Stage("interpret", 1, ("mine", "prune", "distill"), lambda e: {
         "threshold": e.section("mining")["threshold"], "max_length": e.data.max_length,
-        "dtype": e.models.dtype, "seed": e.seed,
+        "dtype": e.models.dtype, "seed": e.seed, "interpret": e.section("interpret"),
     }, _interpret),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

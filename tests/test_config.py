@@ -359,7 +359,8 @@ def test_lambda_is_the_user_facing_name_in_to_dict_and_section(tmp_path):
     assert "lam" not in loss
     assert exp.section("distill")["loss"]["lambda"] == pytest.approx(0.25)
     assert set(exp.to_dict()) == {"name", "seed", "workspace", "models", "synthetic", "data",
-                                  "mining", "pruning", "distill", "evaluate", "tracking"}
+                                  "mining", "pruning", "distill", "evaluate", "interpret",
+                                  "tracking"}
 
 
 def test_to_dict_round_trips_through_a_file(tmp_path):

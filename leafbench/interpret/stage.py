@@ -12,7 +12,7 @@ Writes
                     threshold's marks and any ground-truth distractor spans
 
 Only instruction-level rows are measured (the mass is defined over instruction tokens), and at
-most MAX_SAMPLES of those that have a mined span, chosen with the experiment's seed, so the stage
+most `interpret.max_samples` of those that have a mined span, chosen with the experiment's seed, so the stage
 costs two forward passes over a few dozen samples however large the corpus is.
 """
 
@@ -34,25 +34,23 @@ from leafbench.samples import read_jsonl
 
 ATTENTION = "attention.json"
 VIEW = "delta_view.html"
-MAX_SAMPLES = 64
-VIEW_ROWS = 50
 BATCH_SIZE = 4  # every layer's (heads × length²) weights are held at once: keep batches small
 QUERY_POSITIONS = "positions predicting a response token (t - 1 for each response token t)"
 
 
 def run_interpret(ctx: Any) -> dict[str, float]:
-    exp = ctx.exp
+    exp, cfg = ctx.exp, ctx.exp.interpret
     threshold = exp.mining.threshold
     store = read_jsonl(ctx.inputs["mine"] / STORE)
     rows = [r for r in store if r["level"] == "instruction"]
     rng = random.Random(exp.seed)
 
-    view_rows = _pick(rows or store, VIEW_ROWS, rng)
+    view_rows = _pick(rows or store, cfg.view_rows, rng)
     (ctx.out / VIEW).write_text(render_delta_view(view_rows, threshold.mode, threshold.tau,
-                                                  limit=VIEW_ROWS), encoding="utf-8")
+                                                  limit=cfg.view_rows), encoding="utf-8")
 
     samples = _pick(mined_samples(rows, read_jsonl(ctx.inputs["prune"] / "spans.jsonl")),
-                    MAX_SAMPLES, rng)
+                    cfg.max_samples, rng)
     tokenizer = load_tokenizer(ctx.refs.student)
     before = _measure(ctx.refs.student, tokenizer, samples, exp)
     after = _measure(str(ctx.inputs["distill"] / "student"), tokenizer, samples, exp)
