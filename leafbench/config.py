@@ -144,7 +144,8 @@ class LossConfig(Strict):
     lam: Unit | None = Field(0.5, alias="lambda")  # null: none (mixed mode)
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
     divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
-    beta: Unit = 0.5  # JSD(β) mixing weight
+    # JSD(β) mixing weight; at 0 or 1 the mixture equals one side and the divergence vanishes
+    beta: Annotated[float, Field(gt=0.0, lt=1.0), BeforeValidator(_no_bool)] = 0.5
     chunk_size: PositiveInt = 256  # response positions per loss chunk (memory bound)
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -190,6 +191,14 @@ class LaunchConfig(Strict):
     # `accelerate`: accelerate launch (GPUs; FSDP / DeepSpeed through accelerate_config).
     # `torchrun`: torch.distributed.run, data parallel over gloo — CPU machines and tests.
     launcher: Literal["accelerate", "torchrun"] = "accelerate"
+
+    @model_validator(mode="after")
+    def _config_needs_accelerate(self) -> LaunchConfig:
+        if self.launcher == "torchrun" and self.accelerate_config is not None:
+            raise _FieldProblem("accelerate_config", self.accelerate_config,
+                                "an accelerate config needs launcher 'accelerate'; torchrun "
+                                "would ignore it")
+        return self
 
 
 class DistillConfig(Strict):

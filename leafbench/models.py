@@ -29,12 +29,16 @@ def load_tokenizer(ref: str) -> Any:
     return tok
 
 
-def load_causal_lm(ref: str, dtype: str = "float32", device: str = "auto") -> Any:
+def load_causal_lm(ref: str, dtype: str = "float32", device: str = "auto",
+                   shard: bool = True) -> Any:
+    """`shard`: spread a model over every visible GPU (frozen teachers, mining). Training
+    processes pass False: each holds its model on its own device and the data-parallel wrapper
+    decides the sharding."""
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(device)
     kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
-    if device == "cuda" and torch.cuda.device_count() > 1:
+    if shard and device == "cuda" and torch.cuda.device_count() > 1:
         kwargs["device_map"] = "auto"
     model = AutoModelForCausalLM.from_pretrained(ref, **kwargs)
     if "device_map" not in kwargs:

@@ -54,6 +54,8 @@ class Stage:
     upstream: tuple[str, ...]
     config: Callable[[Experiment], dict[str, Any]]
     run: Callable[[StageContext], dict[str, float]]
+    # (upstream stage, file): key on that file's content instead of the upstream stage's key
+    content: tuple[str, str] | None = None
 
 
 @dataclass
@@ -108,18 +110,20 @@ STAGES: tuple[Stage, ...] = (
         "level": e.mining.level, "segments": e.mining.segments, "data": e.section("data"),
         "dtype": e.models.dtype,
     }, _mine),
-    Stage("prune", 1, ("mine",), lambda e: {
+    Stage("prune", 2, ("mine",), lambda e: {
         "threshold": e.section("mining")["threshold"], "baselines": e.mining.baselines,
-        "pruning": e.section("pruning"), "seed": e.seed,
+        "report_taus": e.mining.report_taus, "pruning": e.section("pruning"), "seed": e.seed,
     }, _prune),
     # The teacher's outputs depend on the teacher, the dataset and the truncation only: λ, the
     # learning rate and the epochs reuse them. Top-k rows are taken at the loss temperature.
-    Stage("teach", 1, ("prune",), lambda e: {
+    # Keyed by the counterfactual set's content, not prune's key: a seed or baseline change
+    # that leaves the counterfactuals alone does not run the teacher again.
+    Stage("teach", 2, ("prune",), lambda e: {
         "teacher_cache": e.section("distill")["teacher_cache"], "max_length": e.data.max_length,
         "dtype": e.models.dtype,
-        "temperature": None if e.distill.teacher_cache.mode == "exact"
-        else e.distill.loss.temperature,
-    }, _teach),
+        "temperature": e.distill.loss.temperature
+        if e.distill.teacher_cache.mode in ("topk", "auto") else None,
+    }, _teach, content=("prune", "counterfactuals.jsonl")),
     Stage("distill", 2, ("prune", "teach"), lambda e: {
         "distill": {k: v for k, v in e.section("distill").items() if k != "teacher_cache"},
         "seed": e.seed, "max_length": e.data.max_length,
@@ -138,12 +142,19 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def stage_key(stage: Stage, exp: Experiment, upstream: dict[str, str], refs: ModelRefs) -> str:
+def stage_key(stage: Stage, exp: Experiment, upstream: dict[str, str], refs: ModelRefs,
+              paths: dict[str, Path] | None = None) -> str:
+    if stage.content is None:
+        inputs: Any = {name: upstream[name] for name in stage.upstream}
+    else:  # the upstream file's content, and the models it was made with
+        name, filename = stage.content
+        inputs = {"content": _file_hash((paths or {})[name] / filename),
+                  "models": refs.identity}
     payload = {
         "stage": stage.name,
         "version": stage.version,
         "config": stage.config(exp),
-        "upstream": {name: upstream[name] for name in stage.upstream},
+        "upstream": inputs,
         "models": refs.identity if not stage.upstream else None,
     }
     return digest(payload)
@@ -180,9 +191,13 @@ def resolve_models(exp: Experiment, workspace: Path) -> tuple[ModelRefs, StageRe
 
 
 def _identify(ref: str) -> str:
+    """A local model: its path, config and weight files (name, size, mtime — hashing weights
+    of 100+ GB would cost more than the stages it protects); a hub id as given."""
     config = Path(ref) / "config.json"
     if config.is_file():
-        return f"{Path(ref).resolve()}@{_file_hash(config)}"
+        weights = sorted((w.name, w.stat().st_size, w.stat().st_mtime_ns)
+                         for pattern in ("*.safetensors", "*.bin") for w in Path(ref).glob(pattern))
+        return f"{Path(ref).resolve()}@{_file_hash(config)}@{digest(weights)}"
     return ref
 
 
@@ -209,7 +224,7 @@ def run_experiment(
     keys: dict[str, str] = {}
     paths: dict[str, Path] = {}
     for stage in stages:
-        key = stage_key(stage, exp, keys, refs)
+        key = stage_key(stage, exp, keys, refs, paths)
         keys[stage.name] = key
         final = workspace / "artifacts" / stage.name / key
         forced = stage.name in force or "all" in force

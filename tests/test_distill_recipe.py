@@ -22,6 +22,7 @@ from leafbench.distill.batching import (
     COUNTERFACTUAL,
     ORIGINAL,
     UNITS,
+    Unit,
     epoch_batches,
     pack_rows,
     token_weights,
@@ -690,3 +691,48 @@ def test_two_process_data_parallel_run_equals_one_process(tiny, tmp_path, fresh_
     for name in w_one:
         torch.testing.assert_close(w_two[name], w_one[name], rtol=1e-4, atol=1e-6, msg=name)
     assert (ctx.out / "student" / "README.md").is_file()
+
+
+@pytest.mark.parametrize("n_units,processes,batch", [(9, 4, 2), (3, 4, 2), (8, 2, 3), (1, 3, 1)])
+def test_every_rank_runs_the_same_number_of_micro_batches(n_units, processes, batch):
+    """Sharded wrappers gather parameters in every forward: all ranks must make the same calls.
+    Ranks short of units fill in with zero-weight units; the real units are each used once."""
+    from types import SimpleNamespace
+
+    units = [Unit((f"u{i}",), (0,)) for i in range(n_units)]
+    cfg = SimpleNamespace(batch_size=batch)
+    counts, real = set(), []
+    for rank in range(processes):
+        acc = SimpleNamespace(process_index=rank, num_processes=processes)
+        recipe = _Recipe(acc, None, None, None, {}, 0, cfg)
+        micro = recipe._micro_batches(units)
+        counts.add(len(micro))
+        assert all(0 < len(b) <= batch for b in micro)
+        real += [u.item_ids[0] for b in micro for u, keep in b if keep]
+    assert len(counts) == 1
+    assert sorted(real) == sorted(u.item_ids[0] for u in units)
+
+
+@pytest.mark.parametrize("section,field", [
+    ({"loss": {"divergence": "jsd", "beta": 0.0}}, "distill.loss.beta"),
+    ({"loss": {"divergence": "jsd", "beta": 1.0}}, "distill.loss.beta"),
+    ({"launch": {"launcher": "torchrun", "accelerate_config": "x.yaml"}},
+     "distill.launch.accelerate_config"),
+])
+def test_settings_that_would_fail_later_are_refused_up_front(section, field):
+    with pytest.raises(ConfigError) as err:
+        validate_dict({"distill": section})
+    assert err.value.field == field
+
+
+def test_an_accelerate_config_keeps_its_own_process_count_unless_one_is_set(tmp_path):
+    from leafbench.distill.launch import launch_command
+
+    own = validate_dict({"distill": {"launch": {"accelerate_config": "fsdp.yaml"}}})
+    cmd = launch_command(own.distill.launch, tmp_path / "launch.json")
+    assert "--config_file" in cmd and "--num_processes" not in cmd
+    set_ = validate_dict({"distill": {"launch": {"accelerate_config": "fsdp.yaml",
+                                                 "num_processes": 4}}})
+    cmd = launch_command(set_.distill.launch, tmp_path / "launch.json")
+    assert cmd[cmd.index("--num_processes") + 1] == "4"
+    assert cmd[-3:] == ["-m", "leafbench.distill.launch", str(tmp_path / "launch.json")]

@@ -108,6 +108,15 @@ def test_changing_lambda_or_the_loss_mode_reuses_the_teacher_cache(first_run, sm
         assert results["distill"] == "computed", override
 
 
+def test_a_new_seed_reprunes_but_reuses_the_teacher_pass(first_run, small_yaml):
+    """The seed moves the random baseline (prune's key) but not the counterfactuals, and the
+    teach stage is keyed by their content."""
+    exp = load_experiment(small_yaml, ["seed=7", "evaluate.models=[teacher]"])
+    results = {r.name: r.status for r in run_experiment(exp, until="teach")}
+    assert results == {"testbed": "cached", "mine": "cached", "prune": "computed",
+                       "teach": "cached"}
+
+
 def test_validation_keeps_exactly_the_counterfactuals_both_models_answer(first_run, small_yaml):
     exp = load_experiment(small_yaml, ["pruning.validation=true", "evaluate.models=[teacher]"])
     results = {r.name: r for r in run_experiment(exp)}

@@ -32,6 +32,8 @@ def run_distill_stage(ctx: Any) -> dict[str, float]:
     launch = ctx.exp.distill.launch
     if launch.num_processes == 1 and launch.accelerate_config is None:
         return run_distill(ctx)
+    if (ctx.out / METRICS).is_file() and (ctx.out / "student" / "config.json").is_file():
+        return json.loads((ctx.out / METRICS).read_text())  # finished by a launch run by hand
     spec = ctx.out / SPEC
     spec.write_text(json.dumps({
         "experiment": ctx.exp.to_dict(),
@@ -47,10 +49,13 @@ def run_distill_stage(ctx: Any) -> dict[str, float]:
 
 
 def _accelerate(launch: Any) -> list[str]:
+    """The accelerate config's own process count wins unless num_processes was set."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         cmd += ["--config_file", launch.accelerate_config]
-    return [*cmd, "--num_processes", str(launch.num_processes)]
+    if launch.accelerate_config is None or "num_processes" in launch.model_fields_set:
+        cmd += ["--num_processes", str(launch.num_processes)]
+    return cmd
 
 
 def _torchrun(launch: Any) -> list[str]:

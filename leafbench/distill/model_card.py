@@ -34,6 +34,8 @@ def card_metadata(ctx: Any) -> dict[str, Any]:
             "lambda": loss.lam if loss.mode == "hybrid" else None,
             "divergence": loss.divergence,
             "temperature": loss.temperature,
+            "teacher_cache": exp.distill.teacher_cache.mode,
+            "teacher_cache_k": exp.distill.teacher_cache.k,
             "epochs": exp.distill.epochs,
             "lr": exp.distill.lr,
             "seed": exp.seed,
@@ -53,7 +55,8 @@ def write_model_card(student_dir: Path, ctx: Any) -> Path:
         f"- Confounder mining: {info['mining_level']} level, {info['threshold_mode']} threshold "
         f"τ = {info['tau']}, {info['pruning']} pruning\n"
         f"- Loss: {info['loss_mode']}, {lam}, {info['divergence']}, temperature "
-        f"{info['temperature']}\n"
+        f"{info['temperature']}; teacher targets from the `{info['teacher_cache']}` cache "
+        f"(top-k k = {info['teacher_cache_k']} when top-k)\n"
         f"- Training: {info['epochs']} epochs, peak lr {info['lr']}, seed {info['seed']}\n"
     )
     path = student_dir / "README.md"

@@ -113,27 +113,34 @@ def run_distill(ctx: Any) -> dict[str, float]:
 
     exp, cfg = ctx.exp, ctx.exp.distill
     torch.manual_seed(exp.seed)
+    # "no" leaves the choice to an accelerate config's mixed_precision, when one is in use.
     accelerator = Accelerator(cpu=resolve_device(exp.models.device) == "cpu",
-                              mixed_precision=cfg.mixed_precision)
+                              mixed_precision=None if cfg.mixed_precision == "no"
+                              else cfg.mixed_precision)
     tokenizer = load_tokenizer(ctx.refs.student)
     items = read_jsonl(ctx.inputs["prune"] / "counterfactuals.jsonl")
     encoded = encode_items(tokenizer, items, exp.data.max_length)
     units = UNITS[cfg.loss.mode](items)
     lengths = [sum(len(encoded[i].input_ids) for i in u.item_ids) for u in units]
 
+    # Each process holds whole models on its own device (the data-parallel wrapper shards the
+    # student), never a device_map spread over every GPU. The student trains in float32 master
+    # weights — AdamW steps of 1e-5 vanish in bf16 — and bf16 compute comes from autocast.
+    device = str(accelerator.device)
     cache = TeacherCache(ctx.inputs["teach"])
     teacher = None if cache.enabled else load_causal_lm(
-        ctx.refs.teacher, exp.models.dtype, exp.models.device).eval()
-    student = load_causal_lm(ctx.refs.student, exp.models.dtype, exp.models.device).train()
+        ctx.refs.teacher, exp.models.dtype, device, shard=False).eval()
+    student = load_causal_lm(ctx.refs.student, "float32", device, shard=False).train()
     if cfg.gradient_checkpointing:
         # transformers 5 renamed gradient_checkpointing_enable; older releases lack the new name.
         enable = getattr(student, "activation_checkpointing_enable", None) or \
             student.gradient_checkpointing_enable
         enable({"use_reentrant": False})
-    model = accelerator.prepare(StudentDivergence(
-        student, cfg.loss, len(tokenizer), exp.data.max_length if cfg.packing else None))
-    optimizer = accelerator.prepare(torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
+    model = StudentDivergence(student, cfg.loss, len(tokenizer),
+                              exp.data.max_length if cfg.packing else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    _configure_deepspeed(accelerator, cfg.batch_size)
+    model, optimizer = accelerator.prepare(model, optimizer)  # FSDP2 / DeepSpeed: one call
     processes = accelerator.num_processes
     global_batch = cfg.batch_size * cfg.gradient_accumulation * processes
     steps_per_epoch = math.ceil(len(units) / global_batch)
@@ -179,6 +186,20 @@ def run_distill(ctx: Any) -> dict[str, float]:
     }
 
 
+def _configure_deepspeed(accelerator: Any, micro_batch: int) -> None:
+    """DeepSpeed sizes its engine from a dataloader, and the recipe has none: give it the
+    micro-batch, and one accumulation step per engine step — the recipe marks accumulation
+    boundaries itself and its token weights already normalise over the global batch."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    plugin.deepspeed_config.update({
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": micro_batch * accelerator.num_processes,
+    })
+
+
 class _Recipe:
     """One optimizer step over a global batch; holds what every step needs."""
 
@@ -190,32 +211,34 @@ class _Recipe:
     def step(self, units, optimizer, scheduler) -> tuple[dict[str, float], int]:
         acc, cfg = self.accelerator, self.cfg
         weights, sizes = token_weights(units, self.encoded, cfg.loss.mode, cfg.loss.lam)
-        mine = units[acc.process_index :: acc.num_processes]
-        # A process left without units (the last step of an epoch) still runs one forward and
-        # backward at weight 0: data-parallel gradient reduction needs every process.
-        scale = 1.0 if mine else 0.0
-        mine = mine or units[:1]
-        micro = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+        micro = self._micro_batches(units)
         sums = torch.zeros(2)
         tokens = 0
         for n, batch in enumerate(micro):
             last = n == len(micro) - 1
+            acc.gradient_state._set_sync_gradients(last)  # DeepSpeed: accumulation boundary
             sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
             with sync:
-                ids = [i for u in batch for i in u.item_ids]
+                ids = [i for u, _ in batch for i in u.item_ids]
                 encs = [self.encoded[i] for i in ids]
-                groups = [g for u in batch for i, g in zip(u.item_ids, u.groups, strict=True)
+                groups = [g for u, _ in batch for i, g in zip(u.item_ids, u.groups, strict=True)
                           for _ in range(self.encoded[i].n_loss)]
+                real = [keep for u, keep in batch for i in u.item_ids
+                        for _ in range(self.encoded[i].n_loss)]
                 with acc.autocast():
                     divergence = self.model(encs, self.pad, self._targets(ids, encs))
-                w = torch.tensor([weights[g] * scale for g in groups], device=divergence.device)
+                w = torch.tensor([weights[g] * k for g, k in zip(groups, real, strict=True)],
+                                 device=divergence.device)
                 acc.backward((divergence * w).sum() * acc.num_processes)
-            per_token = divergence.detach().float().cpu() * scale
+            per_token = divergence.detach().float().cpu() * torch.tensor(real, dtype=torch.float32)
             for g in (0, 1):
                 sums[g] += per_token[torch.tensor(groups) == g].sum()
-            tokens += int(scale) * sum(len(e.input_ids) for e in encs)
+            tokens += sum(len(self.encoded[i].input_ids) for u, keep in batch if keep
+                          for i in u.item_ids)
         sums = acc.reduce(sums.to(acc.device), "sum").cpu()
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if grad_norm is None:  # DeepSpeed clipped inside its engine step
+            grad_norm = getattr(self.model, "get_global_grad_norm", lambda: float("nan"))()
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -225,6 +248,17 @@ class _Recipe:
         record = {"loss": loss, "l_kd": l_kd, "l_cd": l_cd, "lr": lr,
                   "grad_norm": float(grad_norm), "response_tokens": sizes[0] + sizes[1]}
         return record, int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum").item())
+
+    def _micro_batches(self, units) -> list[list[tuple[Any, float]]]:
+        """This process's share of the global batch as micro-batches of (unit, 1.0). Every
+        process runs the same number of them — sharded wrappers (FSDP, ZeRO-3) gather
+        parameters in each forward, so all ranks must make every call — and a rank short of
+        units fills in with (unit, 0.0): a forward and backward that weigh nothing."""
+        acc, size = self.accelerator, self.cfg.batch_size
+        mine = [(u, 1.0) for u in units[acc.process_index :: acc.num_processes]]
+        per_rank = max(1, math.ceil(len(units) / acc.num_processes))
+        mine += [(units[0], 0.0)] * (per_rank - len(mine))
+        return [mine[i : i + size] for i in range(0, per_rank, size)]
 
     def _targets(self, ids: list[str], encs: list[EncodedPair]) -> TeacherTargets:
         if self.cache.enabled:
