@@ -170,13 +170,10 @@ def chunked_divergence(
     return torch.cat(parts) if parts else student_hidden.new_zeros(0)
 
 
-def weighted_loss(divergences: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ_i w_i · D_i: the hybrid and mixed losses are both per-token weightings (trainer.py)."""
-    return (divergences * weights.to(divergences.device)).sum()
-
-
 def hybrid_loss(kl_original: torch.Tensor, kl_counterfactual: torch.Tensor, lam: float):
-    """Combine the per-token divergences of originals and counterfactuals; (L, L_kd, L_cd)."""
+    """Combine the per-token divergences of originals and counterfactuals; (L, L_kd, L_cd).
+    The paper's formula for one batch; the trainer reaches the same value through per-token
+    weights (batching.token_weights) so that micro-batches and processes can share it."""
     l_kd = kl_original.mean()
     l_cd = kl_counterfactual.mean()
     return lam * l_kd + (1.0 - lam) * l_cd, l_kd, l_cd

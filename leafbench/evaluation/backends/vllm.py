@@ -42,37 +42,14 @@ SAMPLING_KEYS = ("top_p", "top_k", "min_p", "repetition_penalty", "presence_pena
                  "frequency_penalty")
 
 
-def load(
-    model: str,
-    *,
-    revision: str | None = None,
-    device: str = "cpu",
-    batch_size: int = 32,
-    dtype: str = "auto",
-    seed: int = 0,
-    max_gen_toks: int = 256,
-    tensor_parallel_size: int = 1,
-    data_parallel_size: int = 1,
-    gpu_memory_utilization: float | None = None,
-    max_model_len: int | None = None,
-    **engine_kwargs: Any,
-) -> VLLMGenerator:
-    """`device` and `batch_size` are the hf backend's: vLLM picks its platform itself (the
-    installed package decides) and schedules its own batches. `engine_kwargs` go to `vllm.LLM`
-    (e.g. enforce_eager=True, kv_cache_memory_bytes=...)."""
+def load(model: str, *, device: str = "cpu", batch_size: int = 32, **settings: Any
+         ) -> VLLMGenerator:
+    """The backend registry's signature. `device` and `batch_size` are the hf backend's: vLLM
+    picks its platform itself (the installed package decides) and schedules its own batches.
+    `settings` are VLLMGenerator's; unknown ones go to `vllm.LLM` (e.g. enforce_eager=True,
+    kv_cache_memory_bytes=...)."""
     del device, batch_size
-    return VLLMGenerator(
-        model,
-        revision=revision,
-        dtype=dtype,
-        seed=seed,
-        max_gen_toks=max_gen_toks,
-        tensor_parallel_size=tensor_parallel_size,
-        data_parallel_size=data_parallel_size,
-        gpu_memory_utilization=gpu_memory_utilization,
-        max_model_len=max_model_len,
-        **engine_kwargs,
-    )
+    return VLLMGenerator(model, **settings)
 
 
 class VLLMGenerator(LM):

@@ -111,3 +111,17 @@ def describe_outcome(result: JobResult) -> str:
         return "; ".join(result.errors)
     tail = result.outcome.stderr.strip().rsplit("\n", 1)[-1][:200]
     return f"sandbox: {result.outcome.detail}" + (f" ({tail})" if tail else "")
+
+
+def single_suite_verdict(result: JobResult) -> dict[str, Any]:
+    """The verdict of a job whose harness reports one test suite (LeetCode, LiveCodeBench):
+    the report's status, or the sandbox's when the harness never reported; the failing test's
+    index, when the harness names one, leads the reason."""
+    report = result.reports[0] if result.reports else None
+    if report is None:
+        status, reason = unreported_status(result.outcome), describe_outcome(result)
+    else:
+        status, reason = report["status"], report.get("reason", "")
+        if report.get("failed_test") is not None:
+            reason = f"test {report['failed_test']}: {reason}"
+    return {"status": {"tests": status}, "passed": status == "pass", "reason": reason}

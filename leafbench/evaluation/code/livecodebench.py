@@ -57,9 +57,7 @@ from typing import Any
 
 from leafbench.evaluation.code.execution import (
     CODE_MEMORY_BYTES,
-    JobResult,
-    describe_outcome,
-    unreported_status,
+    single_suite_verdict,
 )
 from leafbench.evaluation.code.plain_data import decode_blob
 from leafbench.evaluation.sandbox import Limits
@@ -263,12 +261,4 @@ def check_job(
     return job, Limits(wall_seconds=wall, cpu_seconds=int(wall), memory_bytes=CODE_MEMORY_BYTES)
 
 
-def verdict(result: JobResult) -> dict[str, Any]:
-    report = result.reports[0] if result.reports else None
-    if report is None:
-        status, reason = unreported_status(result.outcome), describe_outcome(result)
-    else:
-        status, reason = report["status"], report.get("reason", "")
-        if report.get("failed_test") is not None:
-            reason = f"test {report['failed_test']}: {reason}"
-    return {"status": {"tests": status}, "passed": status == "pass", "reason": reason}
+verdict = single_suite_verdict
