@@ -8,7 +8,11 @@ cache key hashes the stage's own config, its upstream keys and its version, so
   * changing τ re-runs prune and later stages but reuses the τ-independent mining pass;
   * a stage writes into `<key>.partial/` and is renamed to `<key>/` only when complete, so a
     killed run never leaves a half artifact, and the stage's own resume logic (mining batches,
-    distillation checkpoints) picks up what the partial directory already holds.
+    distillation checkpoints) picks up what the partial directory already holds;
+  * several processes (and machines) may share a workspace: a stage is computed only under the
+    lease `<key>.lease` (leafbench/lease.py), so exactly one process writes `<key>.partial/`;
+    the others wait and report the finished stage as `cached`. A crashed holder's lease goes
+    stale and the next process resumes from its partial directory.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from leafbench.config import Experiment
+from leafbench.lease import compute_once
 
 SUMMARY = "summary.json"
 
@@ -173,8 +178,11 @@ def resolve_models(exp: Experiment, workspace: Path) -> tuple[ModelRefs, StageRe
     from leafbench.synthetic import build_testbed, testbed_key
 
     start = time.perf_counter()
-    cached = (workspace / "synthetic" / testbed_key(exp.synthetic)).is_dir()
-    testbed = build_testbed(exp.synthetic, workspace)
+    root = workspace / "synthetic" / testbed_key(exp.synthetic)
+    # One builder per workspace: the others wait for its directory and report it cached.
+    built = compute_once(root, root.is_dir, lambda _: build_testbed(exp.synthetic, workspace),
+                         label=f"testbed {root.name}")
+    testbed = build_testbed(exp.synthetic, workspace)  # finished now: this only opens it
     role = {"synthetic:teacher": str(testbed.teacher_dir),
             "synthetic:student": str(testbed.student_dir)}
     teacher = role.get(exp.models.teacher, exp.models.teacher)
@@ -184,7 +192,7 @@ def resolve_models(exp: Experiment, workspace: Path) -> tuple[ModelRefs, StageRe
         "testbed": testbed.key, "teacher": exp.models.teacher, "student": exp.models.student,
         "train": exp.data.train if exp.data.train == "synthetic" else _file_hash(train),
     })
-    status = "cached" if cached else "computed"
+    status = "computed" if built else "cached"
     result = StageResult("testbed", testbed.key, status, time.perf_counter() - start,
                          testbed.root, dict(getattr(testbed, "metrics", {}) or {}))
     return refs, result
@@ -237,21 +245,33 @@ def run_experiment(
 
 
 def _run_stage(stage, exp, refs, workspace, final, paths, forced) -> StageResult:
+    """Compute one stage under its lease, or reuse it: finished before we came, or finished by
+    another process while we waited (both reported `cached`)."""
+    start = time.perf_counter()
+    computed: dict[str, float] = {}
+    fresh = compute_once(
+        final, (final / SUMMARY).is_file,
+        lambda lease: computed.update(_compute(stage, exp, refs, workspace, final, paths,
+                                               forced, lease)),
+        label=f"{stage.name} {final.name}", force=forced)
+    metrics = computed if fresh else json.loads((final / SUMMARY).read_text())
+    return StageResult(stage.name, final.name, "computed" if fresh else "cached",
+                       time.perf_counter() - start, final, metrics)
+
+
+def _compute(stage, exp, refs, workspace, final, paths, forced, lease) -> dict[str, float]:
+    """Run the stage into `<key>.partial/` (resuming what a killed holder left there) and
+    rename it into place; only the lease holder gets here, so nobody else writes either."""
     partial = final.with_name(final.name + ".partial")
     if forced:
         shutil.rmtree(final, ignore_errors=True)
         shutil.rmtree(partial, ignore_errors=True)
-    start = time.perf_counter()
-    if (final / SUMMARY).is_file():
-        metrics = json.loads((final / SUMMARY).read_text())
-        return StageResult(stage.name, final.name, "cached", time.perf_counter() - start,
-                           final, metrics)
     partial.mkdir(parents=True, exist_ok=True)
     inputs = {name: paths[name] for name in stage.upstream}
     ctx = StageContext(exp, partial, inputs, refs, workspace)
     metrics = stage.run(ctx)
     (partial / SUMMARY).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    lease.ensure_held()  # a holder that lost its lease must not commit
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    return StageResult(stage.name, final.name, "computed", time.perf_counter() - start,
-                       final, metrics)
+    return metrics

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Any
+
+from leafbench.lease import compute_once
 
 
 def role_models(ctx: Any) -> dict[str, tuple[str, Any]]:
@@ -36,8 +39,11 @@ def run_evaluate(ctx: Any) -> dict[str, float]:
         key = digest({"model": identity, "testbed": ctx.refs.identity.get("testbed"),
                       "evaluate": ctx.exp.section("evaluate") | {"models": None}})
         cached = ctx.workspace / "artifacts" / "eval" / key
-        if not (cached / "results.json").is_file():
-            partial = cached.with_name(key + ".partial")
+
+        def evaluate(lease: Any, ref: str = ref, cached: Path = cached) -> None:
+            # Only the lease holder is here, so the partial directory is nobody else's: a
+            # killed holder's leftovers go (its generations survive in the generation cache).
+            partial = cached.with_name(cached.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             run_evaluation(
                 ref, list(cfg.tasks), partial, data_files=data_files, data_dir=cfg.data_dir,
@@ -47,7 +53,13 @@ def run_evaluate(ctx: Any) -> dict[str, float]:
                 backend_options=cfg.vllm.model_dump() if cfg.backend == "vllm" else None,
                 cache_dir=ctx.workspace / "generations" if cfg.cache_generations else None,
             )
+            lease.ensure_held()
             partial.rename(cached)
+
+        # The teacher and the undistilled student are shared by every experiment on this
+        # testbed: whichever process gets there first evaluates, the others wait and copy.
+        compute_once(cached, (cached / "results.json").is_file, evaluate,
+                     label=f"evaluation of {role} {key}")
         shutil.copytree(cached, ctx.out / role)
         metrics.update(_flatten(role, json.loads((cached / "results.json").read_text())))
     return metrics

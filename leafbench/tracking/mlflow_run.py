@@ -12,6 +12,7 @@ MLFLOW_TRACKING_URI or `tracking.tracking_uri` override it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -42,6 +43,19 @@ def tracking_uri(exp: Any) -> str:
     return f"sqlite:///{db}"
 
 
+def _setup_lock(uri: str) -> Any:
+    """Serialise creating a sqlite store and its experiment across processes: MLflow creates
+    the tables and runs its migrations on first use, and two processes doing it at once fail
+    ("table runs already exists", "duplicate column name"), as do two `create_experiment` calls.
+    Servers and database backends handle concurrency themselves."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from leafbench.lease import acquire, lease_path
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    return acquire(lease_path(db), label=f"MLflow store {db}")
+
+
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out = {}
     for key, value in data.items():
@@ -64,11 +78,13 @@ class Tracker:
     def __enter__(self) -> Tracker:
         import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri(self.exp))
+        uri = tracking_uri(self.exp)
+        mlflow.set_tracking_uri(uri)
         name = self.exp.tracking.experiment
-        if mlflow.get_experiment_by_name(name) is None:
-            artifacts = (Path(self.exp.workspace).resolve() / "mlflow-artifacts").as_uri()
-            mlflow.create_experiment(name, artifact_location=artifacts)
+        with _setup_lock(uri):
+            if mlflow.get_experiment_by_name(name) is None:  # creates the store's tables
+                artifacts = (Path(self.exp.workspace).resolve() / "mlflow-artifacts").as_uri()
+                mlflow.create_experiment(name, artifact_location=artifacts)
         mlflow.set_experiment(name)
         run = mlflow.start_run(run_name=self.exp.name)
         self.run_id = run.info.run_id
