@@ -101,15 +101,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from leafbench.evaluation.registry import KNOWN_TASKS
+    """Evaluate, then print each task's headline score and interval from results.json (the one
+    schema every task writes), followed by its own metrics."""
+    import json
 
-    tasks = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
+    from leafbench.evaluation.registry import KNOWN_TASKS, task_list
+
+    tasks = task_list(args.tasks)
     for task in tasks:
         if task not in KNOWN_TASKS:
             raise ConfigError("--tasks", "--tasks", task, f"expected one of {sorted(KNOWN_TASKS)}")
     results = EVAL_BACKENDS[args.backend](args, tasks)
+    report = json.loads((args.out / "results.json").read_text())["results"]
     for task, scores in results.items():
-        print(task, {k: round(v, 4) for k, v in scores.items()})
+        entry = report[task]
+        low, high = entry["ci95"]
+        print(f"{task}: {entry['metric']} {entry['score']:.4f} (95% CI {low:.4f}-{high:.4f}, "
+              f"n={entry['n']})", {k: round(v, 4) for k, v in scores.items()})
     return 0
 
 

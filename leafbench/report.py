@@ -8,6 +8,23 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _headline_scores(evaluated: dict[str, float]) -> list[tuple[str, str, str, float]]:
+    """(role, task, metric, score) per evaluated model and task, from the evaluate stage's
+    `<role>.<task>.score` metrics: every task's results.json entry has a `score`, the value of
+    its headline metric (strict-match exact match for math, pass@1 for code), which the task
+    registry names."""
+    from leafbench.evaluation.registry import TASKS
+
+    rows = []
+    for name, value in evaluated.items():
+        role, task, metric = name.split(".", 2)
+        if metric == "score":
+            label = TASKS[task].metric if task in TASKS else "score"
+            rows.append((role, task, label, value))
+    order = {"teacher": 0, "student_before": 1, "student_after": 2}
+    return sorted(rows, key=lambda r: (order.get(r[0], 3), r[0], r[1]))
+
+
 def print_summary(exp: Any, results: list[Any], console: Console | None = None) -> None:
     console = console or Console()
     stages = Table(title=f"leafbench run '{exp.name}'")
@@ -19,14 +36,13 @@ def print_summary(exp: Any, results: list[Any], console: Console | None = None) 
 
     by_name = {r.name: r.metrics for r in results}
     evaluated = by_name.get("evaluate", {})
-    if evaluated:
-        scores = Table(title="accuracy (exact match)")
+    headline = _headline_scores(evaluated)
+    if headline:
+        scores = Table(title="scores (each task's headline metric)")
         for col in ("model", "task", "metric", "score"):
             scores.add_column(col)
-        for name, value in sorted(evaluated.items()):
-            role, task, metric = name.split(".", 2)
-            if metric.startswith("exact_match."):
-                scores.add_row(role, task, metric.removeprefix("exact_match."), f"{value:.3f}")
+        for role, task, metric, value in headline:
+            scores.add_row(role, task, metric, f"{value:.3f}")
         console.print(scores)
 
     pruned = by_name.get("prune", {})

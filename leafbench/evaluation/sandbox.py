@@ -207,7 +207,7 @@ def _run(source: str, stdin: str, limits: Limits, python: str) -> tuple[Outcome,
                 return Outcome("error", None, "", "", time.monotonic() - start, detail), []
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    mechanisms = next((r["isolation"] for r in reports if "isolation" in r), [])
+    mechanisms: list[str] = next((r["isolation"] for r in reports if "isolation" in r), [])
     status, returncode, reason = _classify(reports, timed_out, overflow, limits, err)
     notes = [reason, f"isolation={','.join(mechanisms) or 'none'}"]
     if uid is not None:

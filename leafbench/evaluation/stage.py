@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from leafbench.evaluation.results import SCHEMA_VERSION
 from leafbench.lease import compute_once
 
 
@@ -36,8 +37,10 @@ def run_evaluate(ctx: Any) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for role in cfg.models:
         ref, identity = models[role]
+        # The result schema is in the key: a cached evaluation in an older format is redone.
         key = digest({"model": identity, "testbed": ctx.refs.identity.get("testbed"),
-                      "evaluate": ctx.exp.section("evaluate") | {"models": None}})
+                      "evaluate": ctx.exp.section("evaluate") | {"models": None},
+                      "schema": SCHEMA_VERSION})
         cached = ctx.workspace / "artifacts" / "eval" / key
 
         def evaluate(lease: Any, ref: str = ref, cached: Path = cached) -> None:

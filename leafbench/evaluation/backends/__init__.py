@@ -70,9 +70,6 @@ BACKENDS: dict[str, Backend] = {
 
 
 def get_backend(name: str) -> Backend:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown evaluation backend {name!r}; expected one of {sorted(BACKENDS)}"
-        ) from None
+    from leafbench.evaluation.registry import lookup
+
+    return lookup(BACKENDS, name, "evaluation backend")

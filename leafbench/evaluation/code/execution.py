@@ -124,4 +124,4 @@ def single_suite_verdict(result: JobResult) -> dict[str, Any]:
         status, reason = report["status"], report.get("reason", "")
         if report.get("failed_test") is not None:
             reason = f"test {report['failed_test']}: {reason}"
-    return {"status": {"tests": status}, "passed": status == "pass", "reason": reason}
+    return {"status": {"tests": status}, "correct": status == "pass", "reason": reason}

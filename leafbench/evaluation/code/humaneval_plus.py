@@ -67,6 +67,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ from leafbench.evaluation.code.execution import (
     unreported_status,
 )
 from leafbench.evaluation.code.plain_data import decode_blob, loads_plain
+from leafbench.evaluation.code.task import CodeTask
 from leafbench.evaluation.sandbox import Limits
 
 LOCAL_FILE = "humaneval_plus/HumanEvalPlus-v0.1.10.jsonl.gz"
@@ -97,6 +99,42 @@ RESPONSE_PREFIX = (
     "Below is a Python script with a self-contained function that solves the problem and passes "
     "corresponding tests:\n```python\n"
 )
+
+
+# ------------------------------------------------------------------------------ the task
+def task(*, cache_dir: str | Path | None = None) -> CodeTask:
+    """HumanEval+ as `registry.TASKS["leaf_humaneval_plus"]` builds it (`cache_dir`: where the
+    ground truth is cached; default ~/.cache/leafbench)."""
+    truth = _GroundTruth(cache_dir)
+    return CodeTask(
+        name="leaf_humaneval_plus",
+        suites=("base", "plus"),
+        load=load_problems,
+        problem_id=lambda doc: doc["task_id"],
+        prompt=prompt,
+        extract=extract_solution,
+        check_job=truth.check_job,
+        verdict=verdict,
+        prepare=truth.prepare,
+        response_prefix=RESPONSE_PREFIX,
+        max_gen_toks=768,  # evalplus' max_new_tokens
+    )
+
+
+@dataclass
+class _GroundTruth:
+    """The expected outputs of the problems scored so far, computed once per task object."""
+
+    cache_dir: str | Path | None = None
+    truth: dict[str, dict[str, list]] = field(default_factory=dict)
+
+    def prepare(self, docs: Sequence[dict[str, Any]], workers: int) -> None:
+        todo = [d for d in docs if d["task_id"] not in self.truth]
+        if todo:
+            self.truth.update(ground_truth(todo, cache_dir=self.cache_dir, workers=workers))
+
+    def check_job(self, doc: dict[str, Any], code: str) -> tuple[dict[str, Any], Limits]:
+        return check_job(doc, self.truth[doc["task_id"]], code)
 
 
 # ------------------------------------------------------------------------------ data
@@ -412,9 +450,8 @@ def check_job(problem: dict[str, Any], truth: dict[str, list], code: str) -> tup
         "preimport": ["numpy"] if floats or "numpy" in code else [],
     }
     wall = total + 10.0  # suites' budgets plus interpreter start, unpickling, numpy
-    limits = Limits(wall_seconds=wall, cpu_seconds=math.ceil(wall),
-                    memory_bytes=CODE_MEMORY_BYTES)
-    return job, limits
+    return job, Limits(wall_seconds=wall, cpu_seconds=math.ceil(wall),
+                       memory_bytes=CODE_MEMORY_BYTES)
 
 
 def _poly_source() -> str:
@@ -426,7 +463,7 @@ def _poly_source() -> str:
 
 
 def verdict(result: JobResult) -> dict[str, Any]:
-    """{"status": {"base": s, "plus": s}, "passed_base", "passed", "reason"} for one run."""
+    """{"status": {"base": s, "plus": s}, "correct_base", "correct", "reason"} for one run."""
     suites = result.by("suite")
     status: dict[str, str | None] = {}
     reason = ""
@@ -440,10 +477,10 @@ def verdict(result: JobResult) -> dict[str, Any]:
         else:
             status[name] = unreported_status(result.outcome)
             reason = reason or describe_outcome(result)
-    passed_base = status["base"] == "pass"
+    correct_base = status["base"] == "pass"
     return {
         "status": status,
-        "passed_base": passed_base,
-        "passed": passed_base and status["plus"] == "pass",
+        "correct_base": correct_base,
+        "correct": correct_base and status["plus"] == "pass",
         "reason": reason,
     }

@@ -38,6 +38,7 @@ from leafbench.evaluation.code.execution import (
     CODE_MEMORY_BYTES,
     single_suite_verdict,
 )
+from leafbench.evaluation.code.task import CodeTask
 from leafbench.evaluation.sandbox import Limits
 
 LOCAL_FILE = "leetcode/20240121-Jul.jsonl"
@@ -67,8 +68,28 @@ IMPORT_HELPER = (
 REQUIRED_FIELDS = ("task_id", "prompt", "prompt_sft", "test")
 
 
-def load_problems(path: str | Path) -> list[dict[str, Any]]:
-    """The contest problems in file order (doc id = position)."""
+def task(*, cot: bool = False, timeout: float = TIMEOUT_SECONDS) -> CodeTask:
+    """The contest set as `registry.TASKS["leaf_leetcode"]` builds it (`cot`: the
+    chain-of-thought prompt variant; `timeout`: seconds per program, DeepSeek's 10 by default).
+    Its data has no default source: `registry.resolve_data` asks for a file first."""
+    return CodeTask(
+        name="leaf_leetcode",
+        suites=("tests",),
+        load=load_problems,
+        problem_id=lambda doc: doc["task_id"],
+        prompt=lambda doc: prompt(doc, cot=cot),
+        extract=extract_code,
+        check_job=lambda doc, code: check_job(doc, code, timeout=timeout),
+        verdict=verdict,
+        max_gen_toks=1024,  # DeepSeek's vllm_inference.py
+    )
+
+
+def load_problems(path: str | Path | None) -> list[dict[str, Any]]:
+    """The contest problems in file order (doc id = position). The set has no hub source, so
+    `None` (no file given) is an error naming what is needed."""
+    if path is None:
+        raise FileNotFoundError("LeetCode needs a data file (the contest JSONL); none was given")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"LeetCode data file {path} does not exist")

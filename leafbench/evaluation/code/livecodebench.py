@@ -60,6 +60,7 @@ from leafbench.evaluation.code.execution import (
     single_suite_verdict,
 )
 from leafbench.evaluation.code.plain_data import decode_blob
+from leafbench.evaluation.code.task import CodeTask
 from leafbench.evaluation.sandbox import Limits
 
 HUB_DATASET = "livecodebench/code_generation_lite"
@@ -89,6 +90,35 @@ FORMAT_WITHOUT_STARTER_CODE = (
     "Read the inputs from stdin solve the problem and write the answer to stdout (do not "
     "directly test on the sample inputs). Enclose your code within delimiters as follows."
 )
+
+
+def task(
+    *,
+    release: str = DEFAULT_RELEASE,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    timeout: int = TIMEOUT_SECONDS,
+) -> CodeTask:
+    """Code generation as `registry.TASKS["leaf_livecodebench"]` builds it (`release`, an
+    optional contest date window, and the per-test `timeout` in whole seconds, LCB's 6)."""
+    release_files(release)  # fail early on a wrong release name
+
+    def load(path: Path | None) -> list[dict[str, Any]]:
+        return load_problems(release, local_dir=path, start_date=start_date, end_date=end_date)
+
+    return CodeTask(
+        name="leaf_livecodebench",
+        suites=("tests",),
+        load=load,
+        problem_id=lambda doc: str(doc["question_id"]),
+        prompt=prompt,
+        extract=extract_code,
+        check_job=lambda doc, code: check_job(doc, code, timeout=timeout),
+        verdict=verdict,
+        system=SYSTEM_MESSAGE,
+        max_gen_toks=2000,  # lcb_runner's --max_tokens
+        stop=("###",),  # lcb_runner's --stop
+    )
 
 
 def _release_table() -> dict[str, tuple[str, ...]]:
