@@ -216,3 +216,16 @@ def test_sigkill_during_distillation_then_rerun_matches_uninterrupted(first_run,
     assert weights.keys() == reference_weights.keys()
     for name, tensor in reference_weights.items():
         assert torch.equal(weights[name], tensor), name
+
+
+def test_the_tracker_leaves_mlflow_tracking_uri_as_the_user_set_it(small_yaml, tmp_path,
+                                                                    monkeypatch):
+    """MLflow exports the URI it is pointed at; left there, a second experiment in the same
+    process (a sweep's trials) and every child process would log into the first one's store."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    exp = load_experiment(small_yaml, [f"workspace={tmp_path / 'ws'}"])
+    with Tracker(exp):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mine.db'}")
+    assert tracking_uri(exp) == f"sqlite:///{tmp_path / 'mine.db'}"  # the user's choice wins

@@ -56,6 +56,21 @@ def _setup_lock(uri: str) -> Any:
     return acquire(lease_path(db), label=f"MLflow store {db}")
 
 
+def _set_tracking_uri(uri: str) -> None:
+    """Point MLflow at `uri` for this process only. MLflow also exports the URI as
+    MLFLOW_TRACKING_URI, which `tracking_uri` reads as the user's own choice: a second experiment
+    in the same process (a sweep's trials, a test) and every child process would log into the
+    first experiment's store. Put the environment back as the user left it."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out = {}
     for key, value in data.items():
@@ -79,7 +94,7 @@ class Tracker:
         import mlflow
 
         uri = tracking_uri(self.exp)
-        mlflow.set_tracking_uri(uri)
+        _set_tracking_uri(uri)
         name = self.exp.tracking.experiment
         with _setup_lock(uri):
             if mlflow.get_experiment_by_name(name) is None:  # creates the store's tables
