@@ -6,6 +6,7 @@ Exit status 2 with a one-line message for any invalid definition, before a model
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -122,7 +123,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _eval_model(args: argparse.Namespace, tasks: list[str]) -> dict:
+    from leafbench.determinism import fixed_cpu_threads
     from leafbench.evaluation.harness import run_evaluation
+    from leafbench.models import resolve_device
 
     if args.model is None or not tasks:
         raise ConfigError("--model/--tasks", "--model/--tasks", None,
@@ -133,12 +136,16 @@ def _eval_model(args: argparse.Namespace, tasks: list[str]) -> dict:
                    "data_parallel_size": args.data_parallel_size,
                    "gpu_memory_utilization": args.gpu_memory_utilization,
                    "max_model_len": args.max_model_len, "enforce_eager": args.enforce_eager}
-    return run_evaluation(args.model, tasks, args.out, backend=args.backend,
-                          backend_options=options, revision=args.revision, dtype=args.dtype,
-                          cache_dir=None if args.no_cache else args.cache_dir,
-                          data_dir=args.data_dir, limit=args.limit,
-                          batch_size=args.batch_size, max_gen_toks=args.max_gen_toks,
-                          num_fewshot=args.num_fewshot)
+    # On the CPU, a fixed thread count: the figures must not depend on the machine's cores.
+    threads = (fixed_cpu_threads() if args.backend == "hf" and resolve_device("auto") == "cpu"
+               else contextlib.nullcontext())
+    with threads:
+        return run_evaluation(args.model, tasks, args.out, backend=args.backend,
+                              backend_options=options, revision=args.revision, dtype=args.dtype,
+                              cache_dir=None if args.no_cache else args.cache_dir,
+                              data_dir=args.data_dir, limit=args.limit,
+                              batch_size=args.batch_size, max_gen_toks=args.max_gen_toks,
+                              num_fewshot=args.num_fewshot)
 
 
 def _eval_replay(args: argparse.Namespace, tasks: list[str]) -> dict:

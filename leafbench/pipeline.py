@@ -17,6 +17,7 @@ cache key hashes the stage's own config, its upstream keys and its version, so
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -269,9 +270,23 @@ def _compute(stage, exp, refs, workspace, final, paths, forced, lease) -> dict[s
     partial.mkdir(parents=True, exist_ok=True)
     inputs = {name: paths[name] for name in stage.upstream}
     ctx = StageContext(exp, partial, inputs, refs, workspace)
-    metrics = stage.run(ctx)
+    with _pinned_threads(exp):
+        metrics = stage.run(ctx)
     (partial / SUMMARY).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     lease.ensure_held()  # a holder that lost its lease must not commit
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     return metrics
+
+
+def _pinned_threads(exp: Experiment) -> contextlib.AbstractContextManager[Any]:
+    """CPU stages run with a fixed intra-op thread count (leafbench.determinism): the count
+    decides how float32 sums are split, so without it the figures depend on the machine's
+    cores. GPU stages are left alone."""
+    from leafbench.determinism import fixed_cpu_threads
+    from leafbench.models import resolve_device
+
+    if resolve_device(exp.models.device) == "cpu":
+        return fixed_cpu_threads()
+    return contextlib.nullcontext()
+

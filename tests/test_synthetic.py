@@ -227,11 +227,4 @@ def test_build_testbed_caches_and_saves_loadable_models(tmp_path):
         tb.student_dir / "model.safetensors").read_bytes()
 
 
-@pytest.mark.slow
-def test_default_testbed_teacher_adds_and_student_copies_the_distractor(tmp_path):
-    tb = build_testbed(SyntheticConfig(), tmp_path, progress=False)
-    assert tb.metrics["teacher_accuracy"] >= 0.9
-    assert tb.metrics["student_accuracy"] <= 0.5
-    assert tb.metrics["student_copy_rate"] >= 0.25  # wrong because it follows the distractor
-    assert tb.metrics["teacher_accuracy_without_distractor"] >= 0.9  # sound counterfactuals
-    assert tb.metrics["student_accuracy_without_distractor"] >= 0.5  # it can add
+# The demo's own testbed (its story and its pinned figures): tests/test_testbed_reproducible.py

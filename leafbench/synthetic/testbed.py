@@ -26,13 +26,15 @@ from typing import Any
 from rich.console import Console
 
 from leafbench.config import SyntheticConfig
+from leafbench.determinism import fixed_cpu_threads
 from leafbench.synthetic.corpus import SPLITS, generate_corpus, write_jsonl
 from leafbench.synthetic.models import tiny_llama
 from leafbench.synthetic.pretrain import pretrain
 from leafbench.synthetic.probe import answer_rates, without_distractors
 from leafbench.synthetic.tokenizer import train_tokenizer
 
-VERSION = "4"  # bump when a change here changes what a given config builds
+VERSION = "5"  # bump when a change here changes what a given config builds
+# 5: built with a fixed intra-op thread count (leafbench.determinism), whatever the cores
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ def build_testbed(cfg: SyntheticConfig, cache_root: Path, progress: bool = True)
     scratch = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        _build_into(scratch, cfg, progress)
+        with fixed_cpu_threads():  # the weights depend on torch's thread count: see determinism
+            _build_into(scratch, cfg, progress)
         try:
             scratch.rename(root)
         except OSError:

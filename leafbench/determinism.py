@@ -1,0 +1,51 @@
+"""One intra-op thread count for every CPU computation whose numbers are pinned.
+
+Why: torch splits a matrix product or a reduction across its intra-op threads, and the split
+decides the order in which float32 partial sums are added. On torch 2.13 (CPU wheel), a testbed
+built with 3 threads differs bit for bit from one built with 1, 2, 4 or 8 (measured; the tiny
+models' shapes sit at the kernels' parallel grain), and a few flipped greedy answers move the
+demo's headline. torch's default is the number of cores it sees, so without a fixed count the
+same commit and the same versions give different figures on a 3-, 6- or 12-core machine.
+The machine's load does not matter: it changes how fast the threads run, never how the work
+is split.
+
+The count is a setting, not the hardware: `CPU_THREADS` threads on a 1-core machine
+oversubscribe it (slower, same bits) and on a 64-core machine leave cores idle (same bits).
+`LEAFBENCH_CPU_THREADS` overrides it for someone who wants speed over reproducibility of the
+recorded figures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CPU_THREADS = 2  # the count the README's and the tests' pinned figures were measured with
+ENV = "LEAFBENCH_CPU_THREADS"
+
+
+def cpu_threads() -> int:
+    """The intra-op thread count for pinned CPU work: LEAFBENCH_CPU_THREADS or CPU_THREADS."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return CPU_THREADS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{ENV}={raw!r}: expected a positive whole number of threads")
+    return int(raw)
+
+
+@contextmanager
+def fixed_cpu_threads(threads: int | None = None) -> Iterator[int]:
+    """Run the block with torch's intra-op thread count set to `threads` (default
+    `cpu_threads()`), restoring the caller's count afterwards so a library user or a test
+    that chose its own is left as it was."""
+    import torch  # here, so importing this module (e.g. from config-only code) stays light
+
+    wanted = cpu_threads() if threads is None else threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(before)
