@@ -152,12 +152,17 @@ def tests_latest(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    install_pinned(session, "ruff", torch=False)
+    """ruff, and the layer contracts of pyproject.toml (import-linter reads the source: the
+    package is installed without its dependencies, so no torch comes into this session)."""
+    install_pinned(session, "ruff", "import-linter", torch=False)
+    session.install("--no-deps", "-e", ".")
     session.run("ruff", "check", "leafbench", "tests", "noxfile.py")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
+    """mypy over the package, with the real dependencies installed so their types count."""
     install_pinned(session, "-e", ".[dev]")
     session.run("mypy", "leafbench")
 

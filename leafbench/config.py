@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from leafbench.errors import ConfigError
+from leafbench.vocabulary import MISMATCH, local_mismatch
+
 
 def _no_bool(value: Any) -> Any:
     """YAML reads `yes`/`true` as booleans, which pydantic would quietly turn into 1."""
@@ -36,14 +40,6 @@ def _no_bool(value: Any) -> Any:
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_no_bool)]
 PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(_no_bool)]
-
-
-class ConfigError(ValueError):
-    """A definition is invalid. `str()` is the one message a user sees (exit status 2)."""
-
-    def __init__(self, source: str, field: str, value: Any, accepted: str):
-        self.source, self.field, self.value, self.accepted = source, field, value, accepted
-        super().__init__(f"{source}: field '{field}': got {value!r}; {accepted}")
 
 
 class Strict(BaseModel):
@@ -202,7 +198,7 @@ class LaunchConfig(Strict):
 
 
 class DistillConfig(Strict):
-    loss: LossConfig = LossConfig()
+    loss: LossConfig = Field(default_factory=lambda: LossConfig.model_validate({}))
     teacher_cache: TeacherCacheConfig = TeacherCacheConfig()
     epochs: PositiveInt = 3
     lr: Annotated[float, Field(gt=0.0)] = 1e-5
@@ -339,7 +335,7 @@ def validate_dict(raw: dict[str, Any], source: str = "<dict>") -> Experiment:
         raise ConfigError(source, field, value, _accepted(problem)) from None
 
 
-def _accepted(problem: dict[str, Any]) -> str:
+def _accepted(problem: Mapping[str, Any]) -> str:
     kind, ctx = problem["type"], problem.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown key; remove it or check its spelling"
@@ -453,8 +449,6 @@ def _check_files(exp: Experiment, path: Path, raw: dict[str, Any]) -> None:
 def _check_vocabularies(exp: Experiment, path: Path) -> None:
     """Local teacher and student directories must share a tokenizer (distillation compares
     logits id by id); hub ids are checked when the run starts."""
-    from leafbench.distill.vocabulary import MISMATCH, local_mismatch
-
     refs = (exp.models.teacher, exp.models.student)
     if all(Path(r).expanduser().is_dir() for r in refs):
         problem = local_mismatch(*refs)

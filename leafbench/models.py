@@ -7,7 +7,7 @@ pipeline knows which it got. `device_map="auto"` shards a model that does not fi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -42,5 +42,6 @@ def load_causal_lm(ref: str, dtype: str = "float32", device: str = "auto",
         kwargs["device_map"] = "auto"
     model = AutoModelForCausalLM.from_pretrained(ref, **kwargs)
     if "device_map" not in kwargs:
-        model.to(device)
+        # transformers' typed wrapper around `.to` mis-declares its first argument
+        cast(Any, model).to(device)
     return model

@@ -18,39 +18,35 @@ cache key hashes the stage's own config, its upstream keys and its version, so
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from leafbench.config import Experiment
-from leafbench.lease import compute_once
+from leafbench.contract import (
+    SUMMARY,
+    ModelRefs,
+    StageContext,
+    StageResult,
+    artifact,
+    digest,
+    file_hash,
+)
+from leafbench.distill.launch import run_distill_stage
+from leafbench.distill.teacher_cache import run_teach
+from leafbench.evaluation.stage import run_evaluate
+from leafbench.interpret.stage import run_interpret
+from leafbench.lease import Lease, compute_once
+from leafbench.mining.stage import run_mine
+from leafbench.pruning.stage import run_prune
+from leafbench.vocabulary import check as check_vocabularies
 
-SUMMARY = "summary.json"
-
-
-@dataclass(frozen=True)
-class ModelRefs:
-    """What the stages load: model references and data files, plus what identifies them."""
-
-    teacher: str
-    student: str
-    train_jsonl: Path
-    test_jsonl: Path | None
-    identity: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StageContext:
-    exp: Experiment
-    out: Path
-    inputs: dict[str, Path]
-    refs: ModelRefs
-    workspace: Path
+__all__ = ["STAGES", "STAGE_NAMES", "ModelRefs", "StageContext", "StageResult", "digest",
+           "run_experiment"]
 
 
 @dataclass(frozen=True)
@@ -64,50 +60,10 @@ class Stage:
     content: tuple[str, str] | None = None
 
 
-@dataclass
-class StageResult:
-    name: str
-    key: str
-    status: str  # "computed" | "cached"
-    seconds: float
-    path: Path
-    metrics: dict[str, float] = field(default_factory=dict)
+class StageLogger(Protocol):
+    """Where each finished stage is reported as the run goes (the MLflow tracker)."""
 
-
-def _mine(ctx: StageContext) -> dict[str, float]:
-    from leafbench.mining.stage import run_mine
-
-    return run_mine(ctx)
-
-
-def _prune(ctx: StageContext) -> dict[str, float]:
-    from leafbench.pruning.stage import run_prune
-
-    return run_prune(ctx)
-
-
-def _teach(ctx: StageContext) -> dict[str, float]:
-    from leafbench.distill.teacher_cache import run_teach
-
-    return run_teach(ctx)
-
-
-def _distill(ctx: StageContext) -> dict[str, float]:
-    from leafbench.distill.launch import run_distill_stage
-
-    return run_distill_stage(ctx)
-
-
-def _interpret(ctx: StageContext) -> dict[str, float]:
-    from leafbench.interpret.stage import run_interpret
-
-    return run_interpret(ctx)
-
-
-def _evaluate(ctx: StageContext) -> dict[str, float]:
-    from leafbench.evaluation.stage import run_evaluate
-
-    return run_evaluate(ctx)
+    def log_stage(self, result: StageResult) -> None: ...
 
 
 # Mining's key leaves out τ and the threshold mode: one pass serves every threshold.
@@ -115,11 +71,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("mine", 2, (), lambda e: {
         "level": e.mining.level, "segments": e.mining.segments, "data": e.section("data"),
         "dtype": e.models.dtype,
-    }, _mine),
+    }, run_mine),
     Stage("prune", 2, ("mine",), lambda e: {
         "threshold": e.section("mining")["threshold"], "baselines": e.mining.baselines,
         "report_taus": e.mining.report_taus, "pruning": e.section("pruning"), "seed": e.seed,
-    }, _prune),
+    }, run_prune),
     # The teacher's outputs depend on the teacher, the dataset and the truncation only: λ, the
     # learning rate and the epochs reuse them. Top-k rows are taken at the loss temperature.
     # Keyed by the counterfactual set's content, not prune's key: a seed or baseline change
@@ -129,23 +85,19 @@ STAGES: tuple[Stage, ...] = (
         "dtype": e.models.dtype,
         "temperature": e.distill.loss.temperature
         if e.distill.teacher_cache.mode in ("topk", "auto") else None,
-    }, _teach, content=("prune", "counterfactuals.jsonl")),
+    }, run_teach, content=("prune", artifact("prune", "counterfactuals"))),
     Stage("distill", 2, ("prune", "teach"), lambda e: {
         "distill": {k: v for k, v in e.section("distill").items() if k != "teacher_cache"},
         "seed": e.seed, "max_length": e.data.max_length,
-    }, _distill),
-    Stage("evaluate", 1, ("distill",), lambda e: e.section("evaluate"), _evaluate),
+    }, run_distill_stage),
+    Stage("evaluate", 1, ("distill",), lambda e: e.section("evaluate"), run_evaluate),
     # Attention mass on the mined tokens before and after distillation, and the Δ view.
     Stage("interpret", 1, ("mine", "prune", "distill"), lambda e: {
         "threshold": e.section("mining")["threshold"], "max_length": e.data.max_length,
         "dtype": e.models.dtype, "seed": e.seed, "interpret": e.section("interpret"),
-    }, _interpret),
+    }, run_interpret),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
-
-
-def digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stage_key(stage: Stage, exp: Experiment, upstream: dict[str, str], refs: ModelRefs,
@@ -154,7 +106,7 @@ def stage_key(stage: Stage, exp: Experiment, upstream: dict[str, str], refs: Mod
         inputs: Any = {name: upstream[name] for name in stage.upstream}
     else:  # the upstream file's content, and the models it was made with
         name, filename = stage.content
-        inputs = {"content": _file_hash((paths or {})[name] / filename),
+        inputs = {"content": file_hash((paths or {})[name] / filename),
                   "models": refs.identity}
     payload = {
         "stage": stage.name,
@@ -174,7 +126,7 @@ def resolve_models(exp: Experiment, workspace: Path) -> tuple[ModelRefs, StageRe
         refs = ModelRefs(exp.models.teacher, exp.models.student, Path(exp.data.train), None,
                          {"teacher": _identify(exp.models.teacher),
                           "student": _identify(exp.models.student),
-                          "train": _file_hash(Path(exp.data.train))})
+                          "train": file_hash(Path(exp.data.train))})
         return refs, None
     from leafbench.synthetic import build_testbed, testbed_key
 
@@ -191,7 +143,7 @@ def resolve_models(exp: Experiment, workspace: Path) -> tuple[ModelRefs, StageRe
     train = testbed.train_jsonl if exp.data.train == "synthetic" else Path(exp.data.train)
     refs = ModelRefs(teacher, student, train, testbed.test_jsonl, {
         "testbed": testbed.key, "teacher": exp.models.teacher, "student": exp.models.student,
-        "train": exp.data.train if exp.data.train == "synthetic" else _file_hash(train),
+        "train": exp.data.train if exp.data.train == "synthetic" else file_hash(train),
     })
     status = "computed" if built else "cached"
     result = StageResult("testbed", testbed.key, status, time.perf_counter() - start,
@@ -206,16 +158,13 @@ def _identify(ref: str) -> str:
     if config.is_file():
         weights = sorted((w.name, w.stat().st_size, w.stat().st_mtime_ns)
                          for pattern in ("*.safetensors", "*.bin") for w in Path(ref).glob(pattern))
-        return f"{Path(ref).resolve()}@{_file_hash(config)}@{digest(weights)}"
+        return f"{Path(ref).resolve()}@{file_hash(config)}@{digest(weights)}"
     return ref
 
 
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def run_experiment(
-    exp: Experiment, force: tuple[str, ...] = (), tracker: Any = None, until: str | None = None
+    exp: Experiment, force: tuple[str, ...] = (), tracker: StageLogger | None = None,
+    until: str | None = None
 ) -> list[StageResult]:
     """Run every stage in order (or up to `until`), reusing finished artifacts; return one
     result per stage run."""
@@ -224,9 +173,7 @@ def run_experiment(
     workspace.mkdir(parents=True, exist_ok=True)
     refs, testbed = resolve_models(exp, workspace)
     if any(s.name == "distill" for s in stages):
-        from leafbench.distill.vocabulary import check
-
-        check(refs.teacher, refs.student)  # before any expensive stage
+        check_vocabularies(refs.teacher, refs.student)  # before any expensive stage
     results = [testbed] if testbed else []
     if tracker is not None and testbed is not None:
         tracker.log_stage(testbed)
@@ -245,7 +192,8 @@ def run_experiment(
     return results
 
 
-def _run_stage(stage, exp, refs, workspace, final, paths, forced) -> StageResult:
+def _run_stage(stage: Stage, exp: Experiment, refs: ModelRefs, workspace: Path, final: Path,
+               paths: dict[str, Path], forced: bool) -> StageResult:
     """Compute one stage under its lease, or reuse it: finished before we came, or finished by
     another process while we waited (both reported `cached`)."""
     start = time.perf_counter()
@@ -260,7 +208,8 @@ def _run_stage(stage, exp, refs, workspace, final, paths, forced) -> StageResult
                        time.perf_counter() - start, final, metrics)
 
 
-def _compute(stage, exp, refs, workspace, final, paths, forced, lease) -> dict[str, float]:
+def _compute(stage: Stage, exp: Experiment, refs: ModelRefs, workspace: Path, final: Path,
+             paths: dict[str, Path], forced: bool, lease: Lease) -> dict[str, float]:
     """Run the stage into `<key>.partial/` (resuming what a killed holder left there) and
     rename it into place; only the lease holder gets here, so nobody else writes either."""
     partial = final.with_name(final.name + ".partial")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
+
+from leafbench.config import Experiment
+from leafbench.contract import StageResult
 
 
 def _headline_scores(evaluated: dict[str, float]) -> list[tuple[str, str, str, float]]:
@@ -25,7 +26,8 @@ def _headline_scores(evaluated: dict[str, float]) -> list[tuple[str, str, str, f
     return sorted(rows, key=lambda r: (order.get(r[0], 3), r[0], r[1]))
 
 
-def print_summary(exp: Any, results: list[Any], console: Console | None = None) -> None:
+def print_summary(exp: Experiment, results: list[StageResult], console: Console | None = None
+                  ) -> None:
     console = console or Console()
     stages = Table(title=f"leafbench run '{exp.name}'")
     for col in ("stage", "status", "seconds", "cache key"):

@@ -13,7 +13,7 @@ response) and the context is the instruction plus the response before that segme
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ def read_jsonl(path: str | Path, torn_tail_ok: bool = False) -> list[dict[str, A
     return rows
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     n = 0
     with open(path, "w", encoding="utf-8") as fh:
         for row in rows:
@@ -70,11 +70,17 @@ def load_pairs(path: str | Path, max_samples: int | None = None) -> list[dict[st
     return rows[:max_samples] if max_samples else rows
 
 
+def chat_prompt(tokenizer: Any, instruction: str) -> str:
+    """The text a model sees before it answers: the instruction as the user's turn of the
+    tokenizer's chat template, with the assistant's turn opened."""
+    return str(tokenizer.apply_chat_template(
+        [{"role": "user", "content": instruction}], add_generation_prompt=True, tokenize=False
+    ))
+
+
 def render_prompt(tokenizer: Any, instruction: str) -> tuple[str, int]:
     """The chat-template prompt for an instruction and where the instruction starts in it."""
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": instruction}], add_generation_prompt=True, tokenize=False
-    )
+    prompt = chat_prompt(tokenizer, instruction)
     start = prompt.rfind(instruction)
     if start < 0:
         raise ValueError("the tokenizer's chat template does not render the instruction verbatim")

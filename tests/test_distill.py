@@ -115,7 +115,7 @@ def test_different_vocabularies_are_refused_at_validation_naming_the_teacher(tmp
 
 def test_the_run_refuses_different_vocabularies_before_any_stage(tmp_path):
     from leafbench.config import ConfigError
-    from leafbench.distill.vocabulary import check, loaded_mismatch
+    from leafbench.vocabulary import check, loaded_mismatch
 
     teacher = _tokenizer_dir(tmp_path / "teacher", 300)
     student = _tokenizer_dir(tmp_path / "student", 280)

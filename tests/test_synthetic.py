@@ -12,13 +12,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leafbench.config import SyntheticConfig, TinyModelConfig
+from leafbench.samples import chat_prompt, read_jsonl
 from leafbench.synthetic import (
     build_testbed,
     encode_pair,
     extract_answer,
     generate_corpus,
-    read_jsonl,
-    render_prompt,
     train_tokenizer,
 )
 from leafbench.synthetic import testbed_key as key_of  # pytest would collect test*-named imports
@@ -137,7 +136,7 @@ def test_corpus_is_determined_by_the_seed():
 # ---------------------------------------------------------------- tokenizer
 def test_chat_template_renders_the_instruction_verbatim(tokenizer, corpus):
     r = corpus["test"][0]
-    prompt = render_prompt(tokenizer, r["instruction"])
+    prompt = chat_prompt(tokenizer, r["instruction"])
     assert prompt == f"<|bos|><|user|>\n{r['instruction']}\n<|assistant|>\n"
     conversation = tokenizer.apply_chat_template(
         [{"role": "user", "content": r["instruction"]},
@@ -147,7 +146,7 @@ def test_chat_template_renders_the_instruction_verbatim(tokenizer, corpus):
 
 def test_offsets_map_tokens_to_characters_and_numbers_stay_whole(tokenizer, corpus):
     for r in corpus["test"][:50]:
-        text = render_prompt(tokenizer, r["instruction"])
+        text = chat_prompt(tokenizer, r["instruction"])
         enc = tokenizer(text, return_offsets_mapping=True)
         tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
         n_start, n_end = r["distractor_number_spans"][0]
@@ -172,7 +171,7 @@ def test_encode_pair_supervises_the_response_and_eos_only(tokenizer, corpus):
     supervised = [t for t in labels if t != -100]
     assert ids[-len(supervised):] == supervised and supervised[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(supervised, skip_special_tokens=True) == r["response"]
-    assert tokenizer.decode(ids[: len(ids) - len(supervised)]) == render_prompt(
+    assert tokenizer.decode(ids[: len(ids) - len(supervised)]) == chat_prompt(
         tokenizer, r["instruction"])
 
 
@@ -213,7 +212,7 @@ def test_build_testbed_caches_and_saves_loadable_models(tmp_path):
         assert tok.get_vocab() == shared.get_vocab()
         assert model.config.vocab_size == len(tok)
         assert model.generation_config.eos_token_id == tok.eos_token_id
-        prompt = render_prompt(tok, test[0]["instruction"])
+        prompt = chat_prompt(tok, test[0]["instruction"])
         ids = tok(prompt, return_tensors="pt")["input_ids"]
         out = model.generate(ids, max_new_tokens=4, do_sample=False)
         assert out.shape[1] > ids.shape[1] and torch.equal(out[0, : ids.shape[1]], ids[0])

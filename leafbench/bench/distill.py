@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from leafbench.bench.fixtures import gsm8k_pairs, tiny_models
 from leafbench.config import validate_dict
 from leafbench.distill.loss import TeacherTargets, chunked_divergence, token_kl, topk_targets
-from leafbench.samples import encode_pair, pad_batch, write_jsonl
+from leafbench.samples import EncodedPair, encode_pair, pad_batch, write_jsonl
 
 CUTOFF = 1024  # the official recipe pads every batch to this (LLaMA-Factory cutoff_len)
 MEMORY_VOCAB = 32_000
@@ -63,9 +62,9 @@ def counterfactual_items(pairs: list[tuple[str, str]], seed: int = 0) -> list[di
 # ------------------------------------------------------------------ production recipe
 def production(root: Path, items: list[dict], epochs: int, batch_size: int,
                cutoff: int = CUTOFF) -> dict:
+    from leafbench.contract import ModelRefs, StageContext
     from leafbench.distill.teacher_cache import run_teach
     from leafbench.distill.trainer import run_distill
-    from leafbench.pipeline import ModelRefs, StageContext
 
     exp = validate_dict({
         "models": {"teacher": str(root / "teacher"), "student": str(root / "student"),
@@ -186,8 +185,9 @@ def memory_probe(variant: str, lengths: list[int], responses: list[int]) -> floa
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
                          max_position_embeddings=CUTOFF, tie_word_embeddings=True)
     student = LlamaForCausalLM(config)
-    encs = [SimpleNamespace(input_ids=torch.randint(5, MEMORY_VOCAB, (n,)).tolist(),
-                            loss_start=n - r, loss_end=n)
+    encs = [EncodedPair(input_ids=torch.randint(5, MEMORY_VOCAB, (n,)).tolist(),
+                        context_positions=[], context_offsets=[], context_sources=[],
+                        loss_start=n - r, loss_end=n)
             for n, r in zip(lengths, responses, strict=True)]
     ids, mask = pad_batch(encs, 0, "cpu")
     positions = sum(responses)
@@ -198,8 +198,7 @@ def memory_probe(variant: str, lengths: list[int], responses: list[int]) -> floa
     else:
         parts = [topk_targets(torch.randn(min(64, positions - s), MEMORY_VOCAB), 128, 1.0)
                  for s in range(0, positions, 64)]
-        targets = TeacherTargets(logp=torch.cat([p.logp for p in parts]),
-                                 index=torch.cat([p.index for p in parts]))
+        targets = TeacherTargets.cat(parts)
     with PeakRSS() as rss:
         before = rss.now()
         if variant == "full":
@@ -212,7 +211,7 @@ def memory_probe(variant: str, lengths: list[int], responses: list[int]) -> floa
             rows = [r for r, e in enumerate(encs) for _ in range(e.loss_start, e.loss_end)]
             cols = [p - 1 for e in encs for p in range(e.loss_start, e.loss_end)]
             d = chunked_divergence(targets, hidden[rows, cols], student.get_output_embeddings(),
-                                   1.0, chunk=LossConfig().chunk_size)
+                                   1.0, chunk=LossConfig.model_validate({}).chunk_size)
             d.mean().backward()
     return (rss.peak - before) / 2**20
 
@@ -254,7 +253,7 @@ def topk_error(workspace: Path, n_items: int = 64) -> tuple[float, dict[int, flo
     """Mean exact KL per token, and mean |KL_topk − KL_exact| per token for each k, between the
     testbed's teacher and its (undistilled) student on the training split."""
     from leafbench.config import SyntheticConfig
-    from leafbench.distill.trainer import response_logits
+    from leafbench.distill.forward import response_logits
     from leafbench.models import load_causal_lm, load_tokenizer
     from leafbench.samples import load_pairs
     from leafbench.synthetic import build_testbed

@@ -22,17 +22,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SPEC = "launch.json"
-METRICS = "launch_metrics.json"
+from leafbench.config import validate_dict
+from leafbench.contract import ModelRefs, StageContext, artifact
+from leafbench.distill.trainer import run_distill
+
+SPEC = artifact("distill", "launch_spec")
+METRICS = artifact("distill", "launch_metrics")
 
 
-def run_distill_stage(ctx: Any) -> dict[str, float]:
-    from leafbench.distill.trainer import run_distill
-
+def run_distill_stage(ctx: StageContext) -> dict[str, float]:
     launch = ctx.exp.distill.launch
     if launch.num_processes == 1 and launch.accelerate_config is None:
         return run_distill(ctx)
-    if (ctx.out / METRICS).is_file() and (ctx.out / "student" / "config.json").is_file():
+    if (ctx.out / METRICS).is_file() and (ctx.out / artifact("distill", "student") / "config.json").is_file():
         return json.loads((ctx.out / METRICS).read_text())  # finished by a launch run by hand
     spec = ctx.out / SPEC
     spec.write_text(json.dumps({
@@ -71,10 +73,6 @@ def launch_command(launch: Any, spec: Path) -> list[str]:
 
 
 def _worker(spec_path: str) -> None:
-    from leafbench.config import validate_dict
-    from leafbench.distill.trainer import run_distill
-    from leafbench.pipeline import ModelRefs, StageContext
-
     spec = json.loads(Path(spec_path).read_text())
     refs = spec["refs"]
     ctx = StageContext(

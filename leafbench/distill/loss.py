@@ -95,13 +95,25 @@ class TeacherTargets:
     logp: torch.Tensor | None = None
     index: torch.Tensor | None = None
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors this target holds, by field name (exact: logits; top-k: logp, index)."""
+        held = {"logits": self.logits, "logp": self.logp, "index": self.index}
+        out = {name: t for name, t in held.items() if t is not None}
+        if set(out) not in ({"logits"}, {"logp", "index"}):
+            raise ValueError(f"teacher targets need logits, or logp with index; got {sorted(out)}")
+        return out
+
+    @classmethod
+    def cat(cls, parts: list[TeacherTargets]) -> TeacherTargets:
+        """Runs of positions joined end to end (all exact or all top-k)."""
+        names = parts[0].tensors().keys()
+        return cls(**{n: torch.cat([p.tensors()[n] for p in parts]) for n in names})
+
     def __len__(self) -> int:
-        return (self.logits if self.logits is not None else self.logp).shape[0]
+        return next(iter(self.tensors().values())).shape[0]
 
     def rows(self, start: int, end: int) -> TeacherTargets:
-        if self.logits is not None:
-            return TeacherTargets(logits=self.logits[start:end])
-        return TeacherTargets(logp=self.logp[start:end], index=self.index[start:end])
+        return TeacherTargets(**{n: t[start:end] for n, t in self.tensors().items()})
 
     def divergence(self, student_logits: torch.Tensor, temperature: float, divergence: str,
                    beta: float) -> torch.Tensor:
@@ -113,8 +125,9 @@ class TeacherTargets:
         t = temperature
         with _float32(student_logits):
             log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
-            index = self.index.to(student_logits.device).long()
-            teacher = with_tail(self.logp.to(student_logits.device).float())
+            held = self.tensors()
+            index = held["index"].to(student_logits.device).long()
+            teacher = with_tail(held["logp"].to(student_logits.device).float())
             student = with_tail(log_p_s.gather(-1, index))
             return DIVERGENCES[divergence](teacher, student, beta) * (t * t)
 

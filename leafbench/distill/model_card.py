@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from leafbench.contract import StageContext
 
-def card_metadata(ctx: Any) -> dict[str, Any]:
+
+def card_metadata(ctx: StageContext) -> dict[str, Any]:
     exp = ctx.exp
     loss = exp.distill.loss
     return {
@@ -43,7 +45,7 @@ def card_metadata(ctx: Any) -> dict[str, Any]:
     }
 
 
-def write_model_card(student_dir: Path, ctx: Any) -> Path:
+def write_model_card(student_dir: Path, ctx: StageContext) -> Path:
     meta = card_metadata(ctx)
     info = meta["leafbench"]
     lam = f"λ = {info['lambda']}" if info["lambda"] is not None else "λ implicit (mixed set)"

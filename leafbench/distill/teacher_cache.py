@@ -28,10 +28,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from leafbench.contract import StageContext, artifact
+from leafbench.distill.forward import response_logits
 from leafbench.distill.loss import TeacherTargets, topk_targets
 from leafbench.samples import EncodedPair, encode_pair, read_jsonl
 
-INDEX = "index.json"
+INDEX = artifact("teach", "index")
 SHARD_ITEMS = 256
 
 
@@ -51,7 +53,7 @@ def encode_items(tokenizer: Any, items: list[dict], max_length: int) -> dict[str
     }
 
 
-def run_teach(ctx: Any) -> dict[str, float]:
+def run_teach(ctx: StageContext) -> dict[str, float]:
     from leafbench.models import load_causal_lm, load_tokenizer
 
     exp, cfg = ctx.exp, ctx.exp.distill.teacher_cache
@@ -63,7 +65,7 @@ def run_teach(ctx: Any) -> dict[str, float]:
         index_path.write_text(json.dumps({"mode": "off"}))
         return {"teacher_forward_items": 0.0, "cached_positions": 0.0}
 
-    items = read_jsonl(ctx.inputs["prune"] / "counterfactuals.jsonl")
+    items = read_jsonl(ctx.inputs["prune"] / artifact("prune", "counterfactuals"))
     encoded = encode_items(tokenizer, items, exp.data.max_length)
     ids = sorted(encoded, key=lambda i: (len(encoded[i].input_ids), i))
     shards = _finished_shards(ctx.out)
@@ -79,11 +81,9 @@ def run_teach(ctx: Any) -> dict[str, float]:
         rows = _teacher_rows(teacher, [encoded[i] for i in shard_ids], tokenizer.pad_token_id,
                              exp.distill.batch_size, vocab, mode, cfg.k,
                              exp.distill.loss.temperature)
-        tensors = {"logits": rows.logits} if mode == "exact" else {
-            "logp": rows.logp, "index": rows.index}
         final = ctx.out / f"shard-{number:05d}.safetensors"
         tmp = final.with_suffix(".partial")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.contiguous() for k, v in rows.tensors().items()}, str(tmp))
         tmp.rename(final)  # a killed write never leaves a shard under its final name
         positions += len(rows)
         forwarded += len(shard_ids)
@@ -107,17 +107,13 @@ def run_teach(ctx: Any) -> dict[str, float]:
 @torch.no_grad()
 def _teacher_rows(teacher: Any, encs: list[EncodedPair], pad: int, batch_size: int, vocab: int,
                   mode: str, k: int, temperature: float) -> TeacherTargets:
-    from leafbench.distill.trainer import response_logits
 
     parts = []
     for i in range(0, len(encs), batch_size):
         logits = response_logits(teacher, encs[i : i + batch_size], pad)[..., :vocab].float().cpu()
         parts.append(TeacherTargets(logits=logits) if mode == "exact"
                      else topk_targets(logits, k, temperature))
-    if mode == "exact":
-        return TeacherTargets(logits=torch.cat([p.logits for p in parts]))
-    return TeacherTargets(logp=torch.cat([p.logp for p in parts]),
-                          index=torch.cat([p.index for p in parts]))
+    return TeacherTargets.cat(parts)
 
 
 def _finished_shards(out: Path) -> set[int]:

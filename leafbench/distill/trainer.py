@@ -30,61 +30,21 @@ from typing import Any
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from leafbench.distill.batching import UNITS, build_pairs, epoch_batches, pack_rows, token_weights
+from leafbench.contract import StageContext, artifact
+from leafbench.distill.batching import UNITS, build_pairs, epoch_batches, token_weights
+from leafbench.distill.forward import response_hidden, response_logits
 from leafbench.distill.loss import TeacherTargets, chunked_divergence
 from leafbench.distill.model_card import write_model_card
 from leafbench.distill.teacher_cache import TeacherCache, encode_items
 from leafbench.models import load_causal_lm, load_tokenizer, resolve_device
 from leafbench.progress import progress_bar
-from leafbench.samples import EncodedPair, pad_batch, read_jsonl
+from leafbench.samples import EncodedPair, read_jsonl
 
-STEPS_LOG = "steps.jsonl"
-TIMING_LOG = "timing.jsonl"
+STEPS_LOG = artifact("distill", "steps")
+TIMING_LOG = artifact("distill", "timing")
 CHECKPOINTS = "checkpoints"
 
 __all__ = ["build_pairs", "response_hidden", "response_logits", "run_distill"]
-
-
-def response_hidden(model: Any, encs: list[EncodedPair], pad_id: int,
-                    pack_to: int | None = None) -> torch.Tensor:
-    """Final hidden states at every position that predicts a response token, concatenated in
-    the order of `encs`. With `pack_to`, sequences share rows of that length (position ids
-    restart per sequence, which makes the attention block-diagonal) instead of being padded."""
-    decoder = model.get_decoder()
-    if pack_to is None:
-        ids, mask = pad_batch(encs, pad_id, next(model.parameters()).device)
-        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        where = [(r, 0) for r in range(len(encs))]
-    else:
-        ids, positions, where = _packed(encs, pad_id, pack_to, next(model.parameters()).device)
-        # No cache: with one, transformers skips the block-diagonal mask of packed rows.
-        hidden = decoder(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state
-    rows = [where[i][0] for i, e in enumerate(encs) for _ in range(e.loss_start, e.loss_end)]
-    cols = [where[i][1] + p - 1 for i, e in enumerate(encs) for p in range(e.loss_start, e.loss_end)]
-    return hidden[rows, cols]
-
-
-def _packed(encs: list[EncodedPair], pad_id: int, row_length: int, device: Any):
-    layout = pack_rows(encs, row_length)
-    width = max(sum(len(encs[i].input_ids) for i in row) for row in layout)
-    ids = torch.full((len(layout), width), pad_id, dtype=torch.long)
-    positions = torch.zeros((len(layout), width), dtype=torch.long)
-    where: dict[int, tuple[int, int]] = {}
-    for r, row in enumerate(layout):
-        offset = 0
-        for i in row:
-            n = len(encs[i].input_ids)
-            ids[r, offset : offset + n] = torch.tensor(encs[i].input_ids)
-            positions[r, offset : offset + n] = torch.arange(n)
-            where[i] = (r, offset)
-            offset += n
-        positions[r, offset:] = torch.arange(width - offset)  # padding: its own segment
-    return ids.to(device), positions.to(device), where
-
-
-def response_logits(model: Any, encs: list[EncodedPair], pad_id: int) -> torch.Tensor:
-    """Logits at every position that predicts a response token, concatenated over the batch."""
-    return model.get_output_embeddings()(response_hidden(model, encs, pad_id))
 
 
 class StudentDivergence(torch.nn.Module):
@@ -108,7 +68,7 @@ class StudentDivergence(torch.nn.Module):
                                   self.vocab)
 
 
-def run_distill(ctx: Any) -> dict[str, float]:
+def run_distill(ctx: StageContext) -> dict[str, float]:
     from accelerate import Accelerator
 
     exp, cfg = ctx.exp, ctx.exp.distill
@@ -118,7 +78,7 @@ def run_distill(ctx: Any) -> dict[str, float]:
                               mixed_precision=None if cfg.mixed_precision == "no"
                               else cfg.mixed_precision)
     tokenizer = load_tokenizer(ctx.refs.student)
-    items = read_jsonl(ctx.inputs["prune"] / "counterfactuals.jsonl")
+    items = read_jsonl(ctx.inputs["prune"] / artifact("prune", "counterfactuals"))
     encoded = encode_items(tokenizer, items, exp.data.max_length)
     units = UNITS[cfg.loss.mode](items)
     lengths = [sum(len(encoded[i].input_ids) for i in u.item_ids) for u in units]
@@ -268,9 +228,9 @@ class _Recipe:
             return TeacherTargets(logits=response_logits(self.teacher, encs, self.pad))
 
 
-def _save_student(ctx: Any, accelerator: Any, model: Any, tokenizer: Any) -> None:
+def _save_student(ctx: StageContext, accelerator: Any, model: Any, tokenizer: Any) -> None:
     """HF format, gathered from every process, with a model card saying how it was made."""
-    out = ctx.out / "student"
+    out = ctx.out / artifact("distill", "student")
     accelerator.wait_for_everyone()
     student = accelerator.unwrap_model(model).student
     state = {k.removeprefix("student."): v for k, v in accelerator.get_state_dict(model).items()}

@@ -12,13 +12,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from leafbench.contract import StageContext, artifact, digest
 from leafbench.evaluation.results import SCHEMA_VERSION
-from leafbench.lease import compute_once
+from leafbench.lease import Lease, compute_once
+from leafbench.models import resolve_device
 
 
-def role_models(ctx: Any) -> dict[str, tuple[str, Any]]:
+def role_models(ctx: StageContext) -> dict[str, tuple[str, Any]]:
     """Role -> (model reference, what identifies it for caching)."""
-    distilled = ctx.inputs["distill"] / "student"
+    distilled = ctx.inputs["distill"] / artifact("distill", "student")
     return {
         "teacher": (ctx.refs.teacher, ctx.refs.identity.get("teacher")),
         "student_before": (ctx.refs.student, ctx.refs.identity.get("student")),
@@ -26,10 +28,8 @@ def role_models(ctx: Any) -> dict[str, tuple[str, Any]]:
     }
 
 
-def run_evaluate(ctx: Any) -> dict[str, float]:
-    from leafbench.evaluation.harness import run_evaluation
-    from leafbench.models import resolve_device
-    from leafbench.pipeline import digest
+def run_evaluate(ctx: StageContext) -> dict[str, float]:
+    from leafbench.evaluation.harness import run_evaluation  # lm-eval: only when evaluating
 
     cfg = ctx.exp.evaluate
     data_files = {"leaf_synthetic": str(ctx.refs.test_jsonl)} if ctx.refs.test_jsonl else None
@@ -43,7 +43,7 @@ def run_evaluate(ctx: Any) -> dict[str, float]:
                       "schema": SCHEMA_VERSION})
         cached = ctx.workspace / "artifacts" / "eval" / key
 
-        def evaluate(lease: Any, ref: str = ref, cached: Path = cached) -> None:
+        def evaluate(lease: Lease, ref: str = ref, cached: Path = cached) -> None:
             # Only the lease holder is here, so the partial directory is nobody else's: a
             # killed holder's leftovers go (its generations survive in the generation cache).
             partial = cached.with_name(cached.name + ".partial")
@@ -61,10 +61,10 @@ def run_evaluate(ctx: Any) -> dict[str, float]:
 
         # The teacher and the undistilled student are shared by every experiment on this
         # testbed: whichever process gets there first evaluates, the others wait and copy.
-        compute_once(cached, (cached / "results.json").is_file, evaluate,
+        compute_once(cached, (cached / artifact("evaluate", "results")).is_file, evaluate,
                      label=f"evaluation of {role} {key}")
         shutil.copytree(cached, ctx.out / role)
-        metrics.update(_flatten(role, json.loads((cached / "results.json").read_text())))
+        metrics.update(_flatten(role, json.loads((cached / artifact("evaluate", "results")).read_text())))
     return metrics
 
 

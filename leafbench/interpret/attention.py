@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from leafbench.mining.detection import token_in_spans
+from leafbench.mining import token_in_spans
 from leafbench.samples import EncodedPair, batches, encode_pair, pad_batch
 
 # Key groups, in the order `key_group_mass` reports them.

@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from leafbench.mining.detection import token_in_spans
-from leafbench.mining.threshold import mark_confounders
+from leafbench.mining import mark_confounders, token_in_spans
 
 RULES = {
     "absolute": "Δ ≤ τ (the paper)",

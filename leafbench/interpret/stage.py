@@ -26,22 +26,22 @@ from typing import Any
 
 import torch
 
+from leafbench.contract import StageContext, artifact
 from leafbench.interpret.attention import MinedSample, SampleMass, attention_mass, summarise
 from leafbench.interpret.delta_view import render_delta_view
-from leafbench.mining.stage import STORE
 from leafbench.models import load_causal_lm, load_tokenizer
 from leafbench.samples import read_jsonl
 
-ATTENTION = "attention.json"
-VIEW = "delta_view.html"
+ATTENTION = artifact("interpret", "attention")
+VIEW = artifact("interpret", "view")
 BATCH_SIZE = 4  # every layer's (heads × length²) weights are held at once: keep batches small
 QUERY_POSITIONS = "positions predicting a response token (t - 1 for each response token t)"
 
 
-def run_interpret(ctx: Any) -> dict[str, float]:
+def run_interpret(ctx: StageContext) -> dict[str, float]:
     exp, cfg = ctx.exp, ctx.exp.interpret
     threshold = exp.mining.threshold
-    store = read_jsonl(ctx.inputs["mine"] / STORE)
+    store = read_jsonl(ctx.inputs["mine"] / artifact("mine", "store"))
     rows = [r for r in store if r["level"] == "instruction"]
     rng = random.Random(exp.seed)
 
@@ -49,7 +49,7 @@ def run_interpret(ctx: Any) -> dict[str, float]:
     (ctx.out / VIEW).write_text(render_delta_view(view_rows, threshold.mode, threshold.tau,
                                                   limit=cfg.view_rows), encoding="utf-8")
 
-    samples = _pick(mined_samples(rows, read_jsonl(ctx.inputs["prune"] / "spans.jsonl")),
+    samples = _pick(mined_samples(rows, read_jsonl(ctx.inputs["prune"] / artifact("prune", "spans"))),
                     cfg.max_samples, rng)
     tokenizer = load_tokenizer(ctx.refs.student)
     before = _measure(ctx.refs.student, tokenizer, samples, exp)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from leafbench.contract import StageContext, artifact
 from leafbench.mining.alignment import (
     Segmentation,
     common_segmentation,
@@ -37,10 +38,10 @@ from leafbench.samples import (
     split_response,
 )
 
-STORE = "saliency.jsonl"
+STORE = artifact("mine", "store")
 
 
-def run_mine(ctx: Any) -> dict[str, float]:
+def run_mine(ctx: StageContext) -> dict[str, float]:
     exp = ctx.exp
     pairs = load_pairs(ctx.refs.train_jsonl, exp.data.max_samples)
     student_tok = load_tokenizer(ctx.refs.student)

@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
-from leafbench.mining.baselines import BASELINES
-from leafbench.mining.detection import precision_recall, token_in_spans
-from leafbench.mining.stage import STORE
-from leafbench.mining.threshold import mark_confounders
+from leafbench.contract import CounterfactualItem, SpanRecord, StageContext, artifact
+from leafbench.mining import BASELINES, mark_confounders, precision_recall, token_in_spans
 from leafbench.pruning.spans import char_range, find_spans, prune_sample
 from leafbench.samples import read_jsonl, write_jsonl
 
 SPAN_SAMPLE = 200  # mined spans shown in MLflow; the full list stays in the artifact
 
 
-def run_prune(ctx: Any) -> dict[str, float]:
+def run_prune(ctx: StageContext) -> dict[str, float]:
     exp = ctx.exp
-    rows = read_jsonl(ctx.inputs["mine"] / STORE)
+    rows = read_jsonl(ctx.inputs["mine"] / artifact("mine", "store"))
     threshold = exp.mining.threshold
 
     dataset, spans = [], []
@@ -44,10 +43,10 @@ def run_prune(ctx: Any) -> dict[str, float]:
     outcomes: list[dict] = []
     if exp.pruning.validation:
         dataset, outcomes = _validate(ctx, rows, dataset)
-        write_jsonl(ctx.out / "validation.jsonl", outcomes)
-    write_jsonl(ctx.out / "counterfactuals.jsonl", dataset)
-    write_jsonl(ctx.out / "spans.jsonl", spans)
-    write_jsonl(ctx.out / "spans_sample.jsonl", spans[:SPAN_SAMPLE])
+        write_jsonl(ctx.out / artifact("prune", "validation"), outcomes)
+    write_jsonl(ctx.out / artifact("prune", "counterfactuals"), dataset)
+    write_jsonl(ctx.out / artifact("prune", "spans"), spans)
+    write_jsonl(ctx.out / artifact("prune", "spans_sample"), spans[:SPAN_SAMPLE])
     n_marked = sum(s["token_range"][1] - s["token_range"][0] for s in spans)
     n_tokens = sum(len(r["tokens"]) for r in rows)
     metrics = {
@@ -62,7 +61,7 @@ def run_prune(ctx: Any) -> dict[str, float]:
         taus = sorted({threshold.tau, *exp.mining.report_taus})
         table = {f"{tau:g}": detection_at(rows, threshold.mode, tau, exp.mining.baselines,
                                           exp.seed) for tau in taus}
-        (ctx.out / "detection.json").write_text(json.dumps(
+        (ctx.out / artifact("prune", "detection")).write_text(json.dumps(
             {"mode": threshold.mode, "by_tau": table}, indent=2))
         for tau, methods in table.items():
             for method, scores in methods.items():
@@ -73,7 +72,8 @@ def run_prune(ctx: Any) -> dict[str, float]:
     return metrics
 
 
-def _validate(ctx: Any, rows: list[dict], dataset: list[dict]) -> tuple[list[dict], list[dict]]:
+def _validate(ctx: StageContext, rows: list[dict], dataset: list[CounterfactualItem]
+              ) -> tuple[list[CounterfactualItem], list[dict]]:
     """Drop instruction-level counterfactuals that teacher or student answers wrongly."""
     from leafbench.models import load_causal_lm, load_tokenizer
     from leafbench.pruning.validation import validate_counterfactuals
@@ -96,7 +96,7 @@ def _validate(ctx: Any, rows: list[dict], dataset: list[dict]) -> tuple[list[dic
     return [it for it in dataset if it["id"] not in dropped], outcomes
 
 
-def detection_at(rows: list[dict[str, Any]], mode: str, tau: float, baselines: list[str],
+def detection_at(rows: list[dict[str, Any]], mode: str, tau: float, baselines: Sequence[str],
                  seed: int) -> dict[str, dict[str, float]]:
     """Precision / recall / F1 against the true distractor spans at one τ, for gradient mining
     and each baseline given the same per-sample token budget."""
@@ -113,7 +113,7 @@ def detection_at(rows: list[dict[str, Any]], mode: str, tau: float, baselines: l
 
 
 def _item(row: dict[str, Any], item_id: str, texts: dict[str, str], kind: str,
-          removed: list[tuple[str, int, int]]) -> dict[str, Any]:
+          removed: list[tuple[str, int, int]]) -> CounterfactualItem:
     """A distillation item. Response-level items keep the loss on the segment mined and every
     later one: `loss_from` moves left by what was removed from the response before it."""
     cut = sum(e - s for src, s, e in removed if src == "response" and e <= row["loss_from"])
@@ -130,8 +130,8 @@ def _item(row: dict[str, Any], item_id: str, texts: dict[str, str], kind: str,
     }
 
 
-def _span_records(row: dict[str, Any], marked: list[bool]) -> list[dict[str, Any]]:
-    out = []
+def _span_records(row: dict[str, Any], marked: list[bool]) -> list[SpanRecord]:
+    out: list[SpanRecord] = []
     for first, last in find_spans(marked, row["sources"]):
         source = row["sources"][first]
         start, end = char_range(row["offsets"], (first, last))

@@ -9,12 +9,12 @@ recorded, kept or not, so the filter can be audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from leafbench.evaluation.answers import extract_flexible, extract_strict, is_correct
+from leafbench.evaluation import extract_flexible, extract_strict, is_correct
 from leafbench.samples import render_prompt
 
 
@@ -25,7 +25,7 @@ def _numeric(response: str, gold: str) -> bool:
 
 
 def _boxed(response: str, gold: str) -> bool:
-    from leafbench.evaluation.math_check import extract_boxed, is_equivalent
+    from leafbench.evaluation import extract_boxed, is_equivalent
 
     answer = extract_boxed(response)
     return answer is not None and is_equivalent(answer, gold)
@@ -57,7 +57,7 @@ def greedy_answers(model: Any, tokenizer: Any, instructions: list[str], max_new_
     return out
 
 
-def validate_counterfactuals(items: list[dict[str, Any]], golds: dict[str, str], teacher: Any,
+def validate_counterfactuals(items: Sequence[Mapping[str, Any]], golds: dict[str, str], teacher: Any,
                              student: Any, tokenizer: Any, checker: str,
                              max_new_tokens: int, teacher_tokenizer: Any = None
                              ) -> list[dict[str, Any]]:

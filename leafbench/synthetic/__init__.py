@@ -9,11 +9,9 @@ from leafbench.synthetic.corpus import (
     generate_corpus,
     generate_split,
     make_problem,
-    read_jsonl,
-    write_jsonl,
 )
 from leafbench.synthetic.testbed import Testbed, build_testbed, testbed_key
-from leafbench.synthetic.tokenizer import encode_pair, render_prompt, train_tokenizer
+from leafbench.synthetic.tokenizer import encode_pair, train_tokenizer
 
 __all__ = [
     "Testbed",
@@ -23,9 +21,6 @@ __all__ = [
     "generate_corpus",
     "generate_split",
     "make_problem",
-    "read_jsonl",
-    "render_prompt",
     "testbed_key",
     "train_tokenizer",
-    "write_jsonl",
 ]

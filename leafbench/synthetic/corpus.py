@@ -21,11 +21,9 @@ Records carry the character spans of the distractor clause and of its number so 
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from collections.abc import Iterable
-from pathlib import Path
+from typing import Any
 
 from leafbench.config import SyntheticConfig
 
@@ -92,7 +90,7 @@ def make_problem(rng: random.Random, max_operand: int, distractor: str, pid: str
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     first, second, question = (t.format(name=name, item=item, a=a, b=b)
                                for t in rng.choice(PROBLEMS))
-    record = {
+    record: dict[str, Any] = {
         "id": pid,
         "instruction": " ".join([first, second, question]),
         "response": f"{a} + {b} = {answer}. The answer is {answer}.",
@@ -163,12 +161,3 @@ def extract_answer(text: str) -> str | None:
     return found[-1] if found else None
 
 
-def write_jsonl(records: Iterable[dict], path: Path) -> None:
-    with open(path, "w") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from leafbench.samples import chat_prompt
 from leafbench.synthetic.corpus import extract_answer
-from leafbench.synthetic.tokenizer import render_prompt
 
 
 @torch.no_grad()
@@ -21,15 +21,16 @@ def greedy_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
     model.eval()
     responses: list[str] = []
     for start in range(0, len(instructions), batch_size):
-        prompts = [tokenizer(render_prompt(tokenizer, text))["input_ids"]
+        prompts = [tokenizer(chat_prompt(tokenizer, text))["input_ids"]
                    for text in instructions[start : start + batch_size]]
         width = max(len(p) for p in prompts)
         input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                             max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
+        # transformers declares `generate` through a decorator mypy reads as a Tensor
+        out = model.generate(  # type: ignore[operator]
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+            do_sample=False, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id)
         responses += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return responses
 

@@ -27,7 +27,8 @@ from rich.console import Console
 
 from leafbench.config import SyntheticConfig
 from leafbench.determinism import fixed_cpu_threads
-from leafbench.synthetic.corpus import SPLITS, generate_corpus, write_jsonl
+from leafbench.samples import write_jsonl
+from leafbench.synthetic.corpus import SPLITS, generate_corpus
 from leafbench.synthetic.models import tiny_llama
 from leafbench.synthetic.pretrain import pretrain
 from leafbench.synthetic.probe import answer_rates, without_distractors
@@ -112,7 +113,7 @@ def _build_into(out: Path, cfg: SyntheticConfig, progress: bool) -> None:
 
     corpus = generate_corpus(cfg)
     for split in SPLITS:
-        write_jsonl(corpus[split], out / "data" / f"{split}.jsonl")
+        write_jsonl(out / "data" / f"{split}.jsonl", corpus[split])
     pretraining = corpus["teacher_pretrain"] + corpus["student_pretrain"]
     tokenizer = train_tokenizer((r["instruction"] + "\n" + r["response"] for r in pretraining),
                                 cfg.vocab_size)

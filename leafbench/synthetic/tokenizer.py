@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from leafbench.samples import chat_prompt
+
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 
@@ -62,18 +64,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int = 512
     )
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerFast, instruction: str) -> str:
-    """The text a model sees before it answers."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": instruction}], add_generation_prompt=True, tokenize=False
-    )
-
-
 def encode_pair(tokenizer: PreTrainedTokenizerFast, instruction: str, response: str
                 ) -> tuple[list[int], list[int]]:
     """input_ids of prompt + response + eos, and labels that are -100 on the prompt, so the
     loss covers the response (and the eos that ends it) only."""
-    prompt = render_prompt(tokenizer, instruction)
+    prompt = chat_prompt(tokenizer, instruction)
     enc = tokenizer(prompt + response + tokenizer.eos_token, return_offsets_mapping=True)
     ids = enc["input_ids"]
     labels = [tid if start >= len(prompt) else -100

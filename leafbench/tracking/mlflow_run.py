@@ -20,21 +20,15 @@ from typing import Any
 
 import yaml
 
+from leafbench.config import Experiment
+from leafbench.contract import ARTIFACTS, Artifacts, StageResult
 from leafbench.samples import read_jsonl
 
-# Which files of a stage's artifact directory go to MLflow (small, human-readable ones).
-STAGE_ARTIFACTS = {
-    "testbed": ["*.json"],
-    "mine": [],
-    "prune": ["spans_sample.jsonl", "detection.json", "validation.jsonl"],
-    "distill": ["steps.jsonl", "timing.jsonl", "student/*"],
-    "evaluate": ["*/results.json", "*/samples_*.jsonl"],
-    "interpret": ["attention.json", "delta_view.html"],
-}
 MAX_PARAM = 500
+SERIES = ("loss", "l_kd", "l_cd", "lr", "grad_norm", "tokens_per_s")  # per-step metric names
 
 
-def tracking_uri(exp: Any) -> str:
+def tracking_uri(exp: Experiment) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     if exp.tracking.tracking_uri:
@@ -85,7 +79,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 class Tracker:
     """Context manager around the parent run; `log_stage` adds one nested run per stage."""
 
-    def __init__(self, exp: Any, stage_configs: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, exp: Experiment, stage_configs: dict[str, dict[str, Any]] | None = None):
         self.exp = exp
         self.stage_configs = stage_configs or {}
         self.run_id: str | None = None
@@ -113,7 +107,7 @@ class Tracker:
 
         mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
 
-    def log_stage(self, result: Any) -> None:
+    def log_stage(self, result: StageResult) -> None:
         import mlflow
 
         with mlflow.start_run(run_name=result.name, nested=True):
@@ -124,9 +118,10 @@ class Tracker:
                 mlflow.log_params(params)
             metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
             mlflow.log_metrics({**metrics, "seconds": result.seconds})
-            self._log_steps(result.path / "steps.jsonl")
-            self._log_steps(result.path / "timing.jsonl")
-            for pattern in STAGE_ARTIFACTS.get(result.name, []):
+            declared = ARTIFACTS.get(result.name, Artifacts({}))
+            for log in declared.series:
+                self._log_steps(result.path / log)
+            for pattern in declared.logged:
                 for path in sorted(result.path.glob(pattern)):
                     rel = path.parent.relative_to(result.path)
                     mlflow.log_artifact(str(path), f"{result.name}/{rel}".rstrip("/."))
@@ -141,11 +136,14 @@ class Tracker:
             return
         rows = read_jsonl(path)
         client = mlflow.tracking.MlflowClient()
-        run_id = mlflow.active_run().info.run_id
+        run = mlflow.active_run()
+        if run is None:  # only called inside log_stage's nested run
+            raise RuntimeError("no active MLflow run to log steps to")
+        run_id = run.info.run_id
         now = int(time.time() * 1000)
         batch = [
             Metric(key, float(row[key]), now, int(row["step"]))
-            for row in rows for key in ("loss", "l_kd", "l_cd", "lr", "grad_norm", "tokens_per_s")
+            for row in rows for key in SERIES
             if key in row
         ]
         for i in range(0, len(batch), 1000):

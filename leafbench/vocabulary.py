@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from leafbench.errors import ConfigError
+
 
 def tokenizer_json_vocab(model_dir: Path) -> dict[str, int] | None:
     """The id of every token in a directory's tokenizer.json (added tokens included), if any."""
@@ -28,10 +30,10 @@ def vocabulary_mismatch(teacher: dict[str, int], student: dict[str, int]) -> str
     """None when both map every token to the same id; else what differs, in one line."""
     if teacher == student:
         return None
-    only_t = sorted(set(teacher) - set(student), key=teacher.get)
-    only_s = sorted(set(student) - set(teacher), key=student.get)
+    only_t = sorted(set(teacher) - set(student), key=lambda t: teacher[t])
+    only_s = sorted(set(student) - set(teacher), key=lambda t: student[t])
     moved = sorted((t for t in set(teacher) & set(student) if teacher[t] != student[t]),
-                   key=teacher.get)
+                   key=lambda t: teacher[t])
     parts = [f"teacher has {len(teacher)} tokens, student {len(student)}"]
     if only_t:
         parts.append(f"{len(only_t)} only in the teacher's (e.g. {only_t[:3]})")
@@ -57,16 +59,15 @@ def loaded_mismatch(teacher_ref: str, student_ref: str) -> str | None:
 
 def local_mismatch(teacher_ref: str, student_ref: str) -> str | None:
     """Compare two local model directories' tokenizer.json without importing transformers."""
-    vocabs = [tokenizer_json_vocab(Path(r).expanduser()) for r in (teacher_ref, student_ref)]
-    if any(v is None for v in vocabs):
+    teacher = tokenizer_json_vocab(Path(teacher_ref).expanduser())
+    student = tokenizer_json_vocab(Path(student_ref).expanduser())
+    if teacher is None or student is None:
         return None
-    return vocabulary_mismatch(*vocabs)
+    return vocabulary_mismatch(teacher, student)
 
 
 def check(teacher_ref: str, student_ref: str, loader: Any = loaded_mismatch) -> None:
     """Raise a ConfigError naming models.teacher when the two vocabularies differ."""
-    from leafbench.config import ConfigError
-
     problem = loader(teacher_ref, student_ref)
     if problem:
         raise ConfigError("models", "models.teacher", teacher_ref, MISMATCH + problem)
