@@ -28,11 +28,17 @@ SENTENCES = [
 ]
 
 
+# The benchmark data folder: LEAFBENCH_DATA_DIR, else ../shared/data beside the repository.
+# Tests read it when present and fall back to small fixtures of their own; nothing from it is
+# ever copied into the project.
+SHARED_DATA = Path(
+    os.environ.get("LEAFBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+
+
 def shared_data_dir() -> Path | None:
-    """../shared/data beside the repository (or LEAFBENCH_DATA_DIR), when present."""
-    env = os.environ.get("LEAFBENCH_DATA_DIR")
-    candidate = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
+    """SHARED_DATA when it is present."""
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
 
 
 def build_tokenizer(vocab_size: int = 300):

@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from leafbench.evaluation.code import (
     code_task,
@@ -47,9 +48,6 @@ from leafbench.evaluation.code.plain_data import (
 from leafbench.evaluation.code.scoring import NO_CODE
 from leafbench.evaluation.registry import TASKS, resolve_data
 
-SHARED_DATA = Path(
-    os.environ.get("LEAFBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
 SHARED_HE = SHARED_DATA / he.LOCAL_FILE
 SHARED_LC = SHARED_DATA / lc.LOCAL_FILE
 

@@ -15,11 +15,11 @@ the main thread, and the checker switches the timeout off elsewhere (tested belo
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from leafbench.evaluation.math_check import (
     boxed_contents,
@@ -32,9 +32,6 @@ from leafbench.evaluation.math_check import (
 )
 from leafbench.evaluation.registry import TASKS, TASKS_DIR
 
-SHARED_DATA = Path(
-    os.environ.get("LEAFBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
 MATH_TASKS = ("leaf_gsm8k", "leaf_math500", "leaf_olympiadbench")
 LOCAL_FILES = {task: TASKS[task].local_file for task in MATH_TASKS}
 # OlympiadBench golds the checker may fail to recognise (the brief: >= 673 of 675).

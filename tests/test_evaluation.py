@@ -9,10 +9,10 @@ exists and from a small fixture in the same format otherwise.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from leafbench.evaluation.answers import (
     extract_flexible,
@@ -23,9 +23,6 @@ from leafbench.evaluation.answers import (
 )
 from leafbench.evaluation.registry import KNOWN_TASKS, TASKS
 
-SHARED_DATA = Path(
-    os.environ.get("LEAFBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
 GSM8K_TEST = SHARED_DATA / "gsm8k" / "test.jsonl"
 
 # Five GSM8K-format records written by the test when ../shared/data is absent (own wording).
