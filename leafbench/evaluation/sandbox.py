@@ -29,6 +29,18 @@ that is torn down completely afterwards. The mechanisms, strongest first, and wh
     only the sandbox's processes.
 ``ipcns``
     Private System V IPC and POSIX message queues.
+``userns``
+    When we are not root: the launcher first enters a new user namespace in which it is root
+    (mapped to the caller's own uid, so it gains nothing on the host), which lets it build the
+    four namespaces above without privileges. Because the program then runs as the caller's
+    uid, which owns the caller's files, the mount namespace is made read-only as a whole
+    (``mount_setattr`` with ``AT_RECURSIVE``, Linux 5.12+) except the working directory and the
+    private tmpfs mounts, and the caller's ``$HOME``, ``/home`` and ``/root`` are covered with
+    empty tmpfs mounts (the interpreter is bound back, read-only, if it lives there). The
+    program itself runs in a nested user namespace as the caller's uid, not as root, so it
+    holds no capability over those mounts and cannot undo them; init is non-dumpable, so the
+    program cannot ptrace it either. The uid switch and its per-uid ``RLIMIT_NPROC`` are not
+    available here; the PID namespace still tears down every leftover process.
 ``no_new_privs``
     ``PR_SET_NO_NEW_PRIVS``: setuid binaries cannot give privileges back.
 ``rlimits``
@@ -39,9 +51,12 @@ variables, no user site-packages, no script directory on ``sys.path``) in its ow
 process group with a scrubbed environment, the wall-clock limit kills the whole process group,
 and the uid's processes are swept after every run. Which mechanisms took effect is written into
 every ``Outcome.detail`` (``isolation=...``) and summarised by :func:`isolation`. Namespaces
-need ``CAP_SYS_ADMIN`` and ``setuid`` needs root; without them a run keeps only the rlimits,
-the session/process-group kill and the scrubbed environment (network, /tmp writes and
-``setsid`` escapes are then not contained), and ``isolation()`` says so.
+need ``CAP_SYS_ADMIN`` (root) or a user namespace. Where neither a sandbox uid (root) nor a
+user namespace, plus all four namespaces, can be had, :func:`run_python` raises
+:class:`SandboxUnavailable` with one line naming what is missing and how to enable it, instead
+of running the program with rlimits alone. Setting ``LEAFBENCH_UNSAFE_NO_SANDBOX=1`` runs it
+anyway (rlimits, process-group kill and scrubbed environment only); every such result then
+lists ``UNSAFE_no_sandbox`` among its mechanisms and says ``UNPROTECTED`` in its detail.
 
 Status mapping (any non-pass is a failure for scoring):
 
@@ -91,6 +106,8 @@ __all__ = [
     "UID_SLOTS",
     "Limits",
     "Outcome",
+    "SandboxUnavailable",
+    "UNSAFE_OPT_IN",
     "isolation",
     "run_python",
 ]
@@ -107,6 +124,7 @@ _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 _DRAIN_GRACE_SECONDS = 1.0
 
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWUSER = 0x10000000
 _CLONE_NEWIPC = 0x08000000
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWPID = 0x20000000
@@ -118,7 +136,26 @@ _NAMESPACES = (
 )
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in Linux 5.12)
+_AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = -100, 0x8000, 1
+
+# What "contained" means: a fresh identity (a sandbox uid as root, a user namespace otherwise)
+# and all four namespaces. Anything less is refused unless the user opts in with this variable.
+UNSAFE_OPT_IN = "LEAFBENCH_UNSAFE_NO_SANDBOX"
+_REQUIRED_NAMESPACES = ("mountns", "netns", "pidns", "ipcns")
+# Places a user's own files live; hidden (not just read-only) in the user-namespace sandbox.
+_HIDDEN_HOMES = ("/home", "/root")
+# Set only by tests, to exercise the refusal without changing the machine's kernel settings.
+_FORCE_NO_CONTAINMENT = False
+
+
+class SandboxUnavailable(RuntimeError):
+    """No strong containment can be had here, and the user has not opted in to run without it.
+
+    Raised instead of returning an ``Outcome``: scoring every sample as "error" would hide the
+    problem, and running the code anyway would hide a worse one.
+    """
 
 
 @dataclass(frozen=True)
@@ -165,7 +202,9 @@ def run_python(
     """Run ``source`` as ``main.py`` with ``python -I`` inside the sandbox and report how it ended.
 
     ``stdin`` is written to the program's standard input, which is then closed. Never raises for
-    anything the program does; a sandbox that cannot be set up gives status ``"error"``.
+    anything the program does; a sandbox that fails to set up gives status ``"error"``. Raises
+    :class:`SandboxUnavailable` when this machine cannot contain the program at all (and
+    ``LEAFBENCH_UNSAFE_NO_SANDBOX=1`` is not set).
     """
     return _run(source, stdin, limits, python)[0]
 
@@ -207,9 +246,14 @@ def _run(source: str, stdin: str, limits: Limits, python: str) -> tuple[Outcome,
                 return Outcome("error", None, "", "", time.monotonic() - start, detail), []
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    refused = next((r["refused"] for r in reports if "refused" in r), None)
+    if refused is not None:
+        raise SandboxUnavailable(refused)
     mechanisms: list[str] = next((r["isolation"] for r in reports if "isolation" in r), [])
     status, returncode, reason = _classify(reports, timed_out, overflow, limits, err)
     notes = [reason, f"isolation={','.join(mechanisms) or 'none'}"]
+    if _UNSAFE in mechanisms:
+        notes.append(f"UNPROTECTED: run without a sandbox because {UNSAFE_OPT_IN}=1")
     if uid is not None:
         notes.append(f"uid={uid}")
     if lingering:
@@ -240,6 +284,11 @@ def _execute(
         "workdir": workdir,
         "keep": [workdir, *_python_dirs(executable)],
         "uid": uid,
+        "caller_uid": os.getuid(),
+        "caller_gid": os.getgid(),
+        "home": os.path.realpath(os.path.expanduser("~")),
+        "force_weak": _FORCE_NO_CONTAINMENT,
+        "unsafe_opt_in": os.environ.get(UNSAFE_OPT_IN) == "1",
         "env": env,
         "limits": limits.__dict__,
         "status_fd": write_fd,
@@ -300,7 +349,7 @@ def _claim_uid() -> Iterator[int | None]:
     crashed run are swept before it is used.
     """
     global _next_slot
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or _FORCE_NO_CONTAINMENT:
         yield None
         return
     lockdir = os.path.join(tempfile.gettempdir(), "leafbench-sandbox-uids")
@@ -502,16 +551,40 @@ def _classify(
 
 
 def _launch(config: dict) -> None:
-    """Outer launcher: unshare what the kernel allows, fork init, wait for it."""
+    """Outer launcher: build the strongest containment available, fork init, wait for it.
+
+    As root: a sandbox uid (dropped to in the program) and the four namespaces. Otherwise: a
+    user namespace first (in which we are root, so the other namespaces and the mounts become
+    possible without privileges on the host), then the four namespaces. When any piece is
+    missing the launcher refuses, before the program exists, unless the user opted in.
+    """
     fd = config["status_fd"]
     try:
         mechanisms = ["rlimits", "no_new_privs"]
-        if os.geteuid() == 0:
-            mechanisms.append("setuid")
+        missing = []
         libc = _libc()
-        for name, flag in _NAMESPACES:
-            if libc.unshare(flag) == 0:
-                mechanisms.append(name)
+        if config["force_weak"]:
+            missing.append("all namespaces (switched off by the test hook)")
+        elif os.geteuid() == 0:
+            mechanisms.append("setuid")
+        else:
+            problem = _enter_user_namespace()
+            if problem is None:
+                mechanisms.append("userns")
+                config["userns"] = True
+            else:
+                missing.append(problem)
+        if not missing:
+            for name, flag in _NAMESPACES:
+                if libc.unshare(flag) == 0:
+                    mechanisms.append(name)
+                else:
+                    missing.append(f"{name} ({os.strerror(ctypes.get_errno())})")
+        if missing:
+            if not config["unsafe_opt_in"]:
+                _report(fd, refused=_refusal(missing))
+                sys.exit(127)
+            mechanisms.append(_UNSAFE)
         _report(fd, isolation=mechanisms)
         pid = os.fork()
         if pid == 0:
@@ -526,17 +599,72 @@ def _launch(config: dict) -> None:
         sys.exit(127)
 
 
+_UNSAFE = "UNSAFE_no_sandbox"
+
+
+def _refusal(missing: list[str]) -> str:
+    """The one line that says what is missing and how to get it."""
+    return (
+        "refusing to run generated code: no strong sandbox can be built here (missing: "
+        + "; ".join(missing)
+        + "). Run as root, or allow unprivileged user namespaces (sysctl "
+        "user.max_user_namespaces>0, kernel.unprivileged_userns_clone=1 where it exists, "
+        "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 23.10+; in a container, "
+        "allow unshare/mount in its seccomp and AppArmor profiles). To run the code with "
+        f"resource limits only, unprotected, set {UNSAFE_OPT_IN}=1."
+    )
+
+
+def _enter_user_namespace() -> str | None:
+    """Become root of a new user namespace, mapped to the caller's own uid and gid.
+
+    Returns what went wrong, or None. Afterwards the launcher is made non-dumpable so that the
+    program (the same uid on the host) can neither ptrace init nor reach it through /proc.
+    """
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc().unshare(_CLONE_NEWUSER) != 0:
+        return f"user namespace ({os.strerror(ctypes.get_errno())})"
+    try:
+        _map_ids(0, uid, 0, gid)
+    except OSError as exc:
+        return f"user namespace id mapping ({exc.strerror})"
+    _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    return None
+
+
+def _map_ids(inside_uid: int, outside_uid: int, inside_gid: int, outside_gid: int) -> None:
+    """Write this process's one-id uid and gid maps (setgroups must be denied first)."""
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{inside_uid} {outside_uid} 1"),
+        ("gid_map", f"{inside_gid} {outside_gid} 1"),
+    ):
+        with open(f"/proc/self/{name}", "w", encoding="ascii") as handle:
+            handle.write(text)
+
+
 def _init(config: dict, fd: int, mechanisms: list[str]) -> None:
     """Set up mounts, fork the program, reap until it exits, report its status.
 
-    In a PID namespace this is pid 1: its exit makes the kernel kill everything left inside.
+    In a PID namespace this is pid 1: its exit makes the kernel kill everything left in it.
+    In a user namespace the whole tree is made read-only except the working directory and the
+    private tmpfs mounts, and the homes are hidden: as root the sandbox uid owns nothing, but
+    here the program runs as the caller's uid, which owns the caller's files.
     """
     libc = _libc()
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.umask(0o022)
     if "mountns" in mechanisms:
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing propagates back to the host
-        _mask_directories(config["keep"])
+        userns = "userns" in mechanisms
+        hidden = [config["home"], *_HIDDEN_HOMES] if userns else []
+        writable = _mask_directories(config["keep"], hidden)
+        if userns:
+            workdir = config["workdir"]
+            _mount(workdir, workdir, None, _MS_BIND)  # a mount of its own, to stay writable
+            _mount_setattr("/", _AT_RECURSIVE, set_flags=_MOUNT_ATTR_RDONLY)
+            for path in [*writable, workdir]:
+                _mount_setattr(path, 0, clear_flags=_MOUNT_ATTR_RDONLY)
         if "pidns" in mechanisms:
             _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     child = os.fork()
@@ -554,14 +682,16 @@ def _init(config: dict, fd: int, mechanisms: list[str]) -> None:
     os._exit(0)
 
 
-def _mask_directories(keep: list[str]) -> None:
-    """Cover world-writable and untraversable directories with tmpfs, re-exposing ``keep``.
+def _mask_directories(keep: list[str], hidden: list[str]) -> list[str]:
+    """Cover world-writable, untraversable and ``hidden`` directories with tmpfs, re-exposing
+    ``keep``; return the tmpfs mount points.
 
     Each kept path is opened (O_PATH) before its covering directory is hidden, then
     bind-mounted back at the same path, so the interpreter and the working directory stay
     where the program expects them.
     """
-    masks = [d for d in _MASKED_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    candidates = [*_MASKED_DIRS, *(h for h in hidden if h != "/")]
+    masks = [d for d in candidates if os.path.isdir(d) and not os.path.islink(d)]
     for path in keep:
         parts = path.strip("/").split("/")[:-1]
         for depth in range(1, len(parts) + 1):
@@ -581,6 +711,7 @@ def _mask_directories(keep: list[str]) -> None:
             os.makedirs(path, mode=0o755, exist_ok=True)
             _mount(f"/proc/self/fd/{handle}", path, None, _MS_BIND | _MS_REC)
             os.close(handle)
+    return masks
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -601,6 +732,13 @@ def _exec_program(config: dict, fd: int) -> None:
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(which, value if isinstance(value, tuple) else (value, value))
+        if config.get("userns"):
+            # A nested user namespace in which the program is the caller's uid, not root: it has
+            # no capability over the mounts built above, so it cannot undo them.
+            _libc().prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # /proc/self/*_map writable again
+            if _libc().unshare(_CLONE_NEWUSER) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER) for the program")
+            _map_ids(config["caller_uid"], 0, config["caller_gid"], 0)
         uid = config["uid"]
         if uid is not None:
             os.setgroups([])
@@ -626,7 +764,29 @@ def _libc() -> ctypes.CDLL:
     libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
     libc.unshare.argtypes = [ctypes.c_int]
     libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    libc.syscall.restype = ctypes.c_long
     return libc
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in ("set", "clear", "propagation", "userns")]
+
+
+def _mount_setattr(path: str, flags: int, set_flags: int = 0, clear_flags: int = 0) -> None:
+    """mount_setattr(2): change mount attributes, with ``_AT_RECURSIVE`` for a whole subtree
+    in one call (remounting mount by mount would miss mounts hidden under others)."""
+    attr = _MountAttr(set_flags, clear_flags, 0, 0)
+    result = _libc().syscall(
+        ctypes.c_long(_SYS_MOUNT_SETATTR),
+        ctypes.c_int(_AT_FDCWD),
+        ctypes.c_char_p(path.encode()),
+        ctypes.c_uint(flags),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount_setattr {path}: {os.strerror(errno)}")
 
 
 def _mount(
