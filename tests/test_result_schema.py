@@ -171,6 +171,8 @@ def _check_schema(out: Path, backend: str) -> dict[str, list[dict]]:
         assert len(entry["docs_sha256"]) == 64 and len(entry["data_sha256"]) == 64
         low, high = entry["ci95"]
         assert 0.0 <= low <= entry["score"] <= high <= 1.0
+        if TASKS[name].engine == "code":  # how the generated programs were contained
+            assert {"mountns", "netns", "pidns", "ipcns"} <= set(entry["isolation"]), entry
 
         task_rows = rows[name]
         keys = [(r["doc_id"], r["sample"]) for r in task_rows]
@@ -246,3 +248,28 @@ def test_summary_table_shows_every_tasks_headline_score(replay_run):
         for role in ("teacher", "student_after"):
             cells = (role, name, entry["metric"], f"{entry['score']:.3f}")
             assert any(all(c in line for c in cells) for line in lines), (cells, lines)
+
+
+def test_a_machine_that_cannot_contain_code_refuses_before_generating(
+        tiny_pair, data_files, tmp_path, monkeypatch):
+    """No sandbox, no opt-in: the code engine stops before the model generates a token, with
+    the sandbox's one-line reason, and writes no results."""
+    from leafbench.evaluation import run_evaluation, sandbox
+    from leafbench.evaluation.code import generation
+
+    def must_not_generate(*args, **kwargs):
+        raise AssertionError("generated although the code could not be contained")
+
+    monkeypatch.setattr(sandbox, "_FORCE_NO_CONTAINMENT", True)
+    monkeypatch.delenv(sandbox.UNSAFE_OPT_IN, raising=False)
+    monkeypatch.setattr(generation, "generate_responses", must_not_generate)
+    sandbox.isolation.cache_clear()  # found once per process: find it again under the switch
+    out = tmp_path / "out"
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match=sandbox.UNSAFE_OPT_IN):
+            run_evaluation(tiny_pair[1], ["leaf_humaneval_plus"], out,
+                           data_files={"leaf_humaneval_plus": data_files["leaf_humaneval_plus"]},
+                           limit=LIMIT, max_gen_toks=4, batch_size=4)
+    finally:
+        sandbox.isolation.cache_clear()
+    assert not (out / "results.json").exists()

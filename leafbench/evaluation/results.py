@@ -36,7 +36,9 @@ Every run of `harness.evaluate` (called by `run_evaluation` for the hf and vllm 
     Besides these, each entry keeps the task's own metrics under their usual names, so older
     readers keep working: ``exact_match,strict-match``, ``exact_match,flexible-extract``, their
     stderr and intervals (math and synthetic); ``pass@k`` and for HumanEval+ ``pass@k,base`` and
-    ``pass@k,plus`` (code).
+    ``pass@k,plus`` (code). Code tasks also record ``isolation``: the sandbox mechanisms that
+    took effect for their programs (`sandbox.isolation()`, found before anything is generated;
+    ``UNSAFE_no_sandbox`` among them when the user opted out of containment).
 
 ``samples_<task>.jsonl``
     One row per (doc_id, sample), sorted by both. Every row starts with `ROW_FIELDS`:

@@ -22,6 +22,7 @@ for a suite not run), reason (why it did not pass), and for HumanEval+ correct_b
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from leafbench.evaluation.code.task import CodeTask, code_task
 from leafbench.evaluation.provenance import docs_sha256
 from leafbench.evaluation.registry import resolve_data
 from leafbench.evaluation.results import EvalRun, TaskResult, decoding
+from leafbench.evaluation.sandbox import isolation
 
 NO_CODE = "the response contains no code"
 REPORTED_KS = (1, 10, 100)  # evalplus' pass@k set; a k above the samples per item is skipped
@@ -41,6 +43,13 @@ def evaluate_code_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dic
     """Score `run` on the code tasks of `sources` ({task: local data or None})."""
     from leafbench.evaluation.code.generation import generate_responses, generation_kwargs
 
+    # Before anything is generated: a machine that cannot contain generated code refuses here
+    # (SandboxUnavailable names what is missing), not after hours of generation. The mechanisms
+    # that took effect go into every code task's entry of results.json.
+    contained = sorted(isolation()) if sources else []
+    if sources:
+        print(f"leafbench: generated code runs contained by {', '.join(contained)}",
+              file=sys.stderr)
     chat = run.use_chat()
     results = {}
     for name, data in sources.items():
@@ -59,6 +68,7 @@ def evaluate_code_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dic
         results[name] = TaskResult(
             task=name, metrics=metrics, rows=rows, data=data, docs_sha256=docs_sha256(all_docs),
             decoding=decoding(gen_kwargs, chat=chat, num_fewshot=0, rows=rows),
+            details={"isolation": contained},
         )
     return results
 
