@@ -83,3 +83,34 @@ def tiny_pair(tmp_path_factory):
     teacher = build_model(tok, root / "teacher", hidden=32, layers=2, seed=1)
     student = build_model(tok, root / "student", hidden=16, layers=1, seed=2)
     return teacher, student
+
+
+DEMO_YAML = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+
+
+def small_experiment(workspace: Path, *, name: str, experiment: str, n_pretrain: int,
+                     n_train: int, n_test: int, teacher_steps: int, student_steps: int,
+                     max_gen_toks: int) -> str:
+    """The demo experiment on a testbed small enough for a test (seconds, not minutes): the
+    pipeline tests and the shared-workspace tests differ only in how small."""
+    return f"""
+base: {DEMO_YAML}
+name: {name}
+workspace: {workspace}
+synthetic:
+  n_pretrain: {n_pretrain}
+  n_train: {n_train}
+  n_test: {n_test}
+  teacher: {{layers: 1, hidden: 48, heads: 2, steps: {teacher_steps}, batch_size: 32}}
+  student: {{layers: 1, hidden: 32, heads: 2, steps: {student_steps}, batch_size: 32}}
+distill:
+  epochs: 2
+  batch_size: 8
+  save_every: 3
+evaluate:
+  max_gen_toks: {max_gen_toks}
+  batch_size: 24
+tracking:
+  experiment: {experiment}
+"""
+

@@ -13,41 +13,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_experiment
 from safetensors.torch import load_file
 
 from leafbench.config import load_experiment
 from leafbench.pipeline import STAGE_NAMES, run_experiment
 from leafbench.tracking.mlflow_run import Tracker, tracking_uri
 
-REPO = Path(__file__).resolve().parents[1]
-
-SMALL = """
-base: {demo}
-name: small
-workspace: {workspace}
-synthetic:
-  n_pretrain: 1500
-  n_train: 40
-  n_test: 24
-  teacher: {{layers: 1, hidden: 48, heads: 2, steps: 120, batch_size: 32}}
-  student: {{layers: 1, hidden: 32, heads: 2, steps: 60, batch_size: 32}}
-distill:
-  epochs: 2
-  batch_size: 8
-  save_every: 3
-evaluate:
-  max_gen_toks: 20
-  batch_size: 24
-tracking:
-  experiment: pipeline-test
-"""
-
 
 @pytest.fixture(scope="module")
 def small_yaml(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     path = root / "small.yaml"
-    path.write_text(SMALL.format(demo=REPO / "experiments" / "demo.yaml", workspace=root / "ws"))
+    path.write_text(small_experiment(root / "ws", name="small", experiment="pipeline-test",
+                                     n_pretrain=1500, n_train=40, n_test=24, teacher_steps=120,
+                                     student_steps=60, max_gen_toks=20))
     return path
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import small_experiment
 
 from leafbench.lease import (
     LeaseSettings,
@@ -31,7 +32,6 @@ from leafbench.lease import (
     read_lease,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 # Short enough for quick tests, long enough that a loaded 2-core machine never delays a live
 # holder's heartbeat (every 0.1 s) past the TTL.
 FAST = {"LEAFBENCH_LEASE_TTL": "2.0", "LEAFBENCH_LEASE_HEARTBEAT": "0.1",
@@ -232,28 +232,6 @@ def test_settings_come_from_the_environment_and_are_checked(monkeypatch):
 
 # ---------------------------------------------------------------------------- the pipeline
 
-# tests/test_pipeline.py's SMALL experiment, smaller still: these tests show who computes
-# what, not what the numbers are.
-TINY = """
-base: {demo}
-name: tiny
-workspace: {workspace}
-synthetic:
-  n_pretrain: 400
-  n_train: 16
-  n_test: 8
-  teacher: {{layers: 1, hidden: 48, heads: 2, steps: 30, batch_size: 32}}
-  student: {{layers: 1, hidden: 32, heads: 2, steps: 20, batch_size: 32}}
-distill:
-  epochs: 2
-  batch_size: 8
-  save_every: 3
-evaluate:
-  max_gen_toks: 8
-  batch_size: 24
-tracking:
-  experiment: workspace-test
-"""
 ROW = re.compile(r"^[│┃](.+)[│┃]\s*$")
 
 
@@ -296,7 +274,11 @@ def _tables(stdout: str) -> tuple[dict[str, tuple[str, str]], list[list[str]]]:
 def tiny_yaml(tmp_path_factory):
     root = tmp_path_factory.mktemp("workspace")
     path = root / "tiny.yaml"
-    path.write_text(TINY.format(demo=REPO / "experiments" / "demo.yaml", workspace=root / "ws"))
+    # test_pipeline's experiment, smaller still: these tests show who computes what, not what
+    # the numbers are.
+    path.write_text(small_experiment(root / "ws", name="tiny", experiment="workspace-test",
+                                     n_pretrain=400, n_train=16, n_test=8, teacher_steps=30,
+                                     student_steps=20, max_gen_toks=8))
     return path
 
 
