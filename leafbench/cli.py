@@ -12,6 +12,10 @@ from pathlib import Path
 
 from leafbench.config import ConfigError, load_experiment
 from leafbench.evaluation.backends import BACKENDS
+from leafbench.evaluation.sandbox import SandboxUnavailable
+
+UNSANDBOXED_HELP = ("where no sandbox can be built (not root, no user namespaces), run "
+                    "model-generated code anyway, UNPROTECTED; recorded in every code result")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="recompute this stage even if cached (repeatable; 'all' for every one)")
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    run.add_argument("--unsafe-run-generated-code-unsandboxed", action="store_true",
+                     help=UNSANDBOXED_HELP)
     run.add_argument("--until", default=None, metavar="STAGE",
                      help="stop after this stage (e.g. 'prune' to inspect mined spans)")
 
@@ -52,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", type=Path, default=Path("leafbench-runs/generations"),
                     help="generation cache: re-scoring never regenerates")
     ev.add_argument("--no-cache", action="store_true", help="generate everything, store nothing")
+    ev.add_argument("--unsafe-run-generated-code-unsandboxed", action="store_true",
+                    help=UNSANDBOXED_HELP)
     vllm = ev.add_argument_group("vllm backend")
     vllm.add_argument("--tensor-parallel-size", type=int, default=1)
     vllm.add_argument("--data-parallel-size", type=int, default=1)
@@ -69,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SandboxUnavailable as err:  # before anything was generated: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -84,7 +95,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.until is not None and args.until not in STAGE_NAMES:
         raise ConfigError("--until", "--until", args.until, f"expected one of {list(STAGE_NAMES)}")
     distills = args.until is None or STAGE_NAMES.index(args.until) >= STAGE_NAMES.index("distill")
-    exp = load_experiment(args.experiment, args.set, distills=distills)
+    overrides = [*args.set]
+    if args.unsafe_run_generated_code_unsandboxed:  # the flag is the experiment field, set
+        overrides.append("evaluate.unsafe_run_generated_code_unsandboxed=true")
+    exp = load_experiment(args.experiment, overrides, distills=distills)
     unknown = [s for s in args.force if s not in (*STAGE_NAMES, "all")]
     if unknown:
         raise ConfigError("--force", "--force", unknown[0],
@@ -107,12 +121,16 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     from leafbench.evaluation.registry import KNOWN_TASKS, task_list
+    from leafbench.evaluation.sandbox import unsandboxed_permitted
 
     tasks = task_list(args.tasks)
     for task in tasks:
         if task not in KNOWN_TASKS:
             raise ConfigError("--tasks", "--tasks", task, f"expected one of {sorted(KNOWN_TASKS)}")
-    results = EVAL_BACKENDS[args.backend](args, tasks)
+    opt_in = (unsandboxed_permitted("--unsafe-run-generated-code-unsandboxed")
+              if args.unsafe_run_generated_code_unsandboxed else contextlib.nullcontext())
+    with opt_in:
+        results = EVAL_BACKENDS[args.backend](args, tasks)
     report = json.loads((args.out / "results.json").read_text())["results"]
     for task, scores in results.items():
         entry = report[task]

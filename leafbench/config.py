@@ -245,6 +245,9 @@ class EvaluateConfig(Strict):
     batch_size: PositiveInt = 32
     max_gen_toks: PositiveInt | None = None  # None: each task's own budget
     data_dir: str | None = None
+    # Where no sandbox can be built (no root, no user namespaces), generated code is refused;
+    # this runs it anyway, unprotected, and every code result says so. Long on purpose.
+    unsafe_run_generated_code_unsandboxed: bool = False
 
 
 class InterpretConfig(Strict):

@@ -263,13 +263,37 @@ def test_a_machine_that_cannot_contain_code_refuses_before_generating(
     monkeypatch.setattr(sandbox, "_FORCE_NO_CONTAINMENT", True)
     monkeypatch.delenv(sandbox.UNSAFE_OPT_IN, raising=False)
     monkeypatch.setattr(generation, "generate_responses", must_not_generate)
-    sandbox.isolation.cache_clear()  # found once per process: find it again under the switch
     out = tmp_path / "out"
-    try:
-        with pytest.raises(sandbox.SandboxUnavailable, match=sandbox.UNSAFE_OPT_IN):
-            run_evaluation(tiny_pair[1], ["leaf_humaneval_plus"], out,
-                           data_files={"leaf_humaneval_plus": data_files["leaf_humaneval_plus"]},
-                           limit=LIMIT, max_gen_toks=4, batch_size=4)
-    finally:
-        sandbox.isolation.cache_clear()
+    with pytest.raises(sandbox.SandboxUnavailable, match=sandbox.UNSAFE_OPT_IN):
+        run_evaluation(tiny_pair[1], ["leaf_humaneval_plus"], out,
+                       data_files={"leaf_humaneval_plus": data_files["leaf_humaneval_plus"]},
+                       limit=LIMIT, max_gen_toks=4, batch_size=4)
     assert not (out / "results.json").exists()
+
+
+def test_the_cli_refuses_in_one_line_and_records_the_explicit_opt_in(
+        tiny_pair, data_files, tmp_path, monkeypatch, capsys):
+    """`leafbench eval` on a machine without containment: exit 2 with the sandbox's one line;
+    with --unsafe-run-generated-code-unsandboxed it runs, and results.json says so."""
+    from leafbench import cli
+    from leafbench.evaluation import sandbox
+
+    monkeypatch.setattr(sandbox, "_FORCE_NO_CONTAINMENT", True)
+    monkeypatch.delenv(sandbox.UNSAFE_OPT_IN, raising=False)
+    local = data_files["leaf_humaneval_plus"]
+    data_dir = str(local)[: -len(TASKS["leaf_humaneval_plus"].local_file)]
+    argv = ["eval", "--model", str(tiny_pair[1]), "--tasks", "leaf_humaneval_plus",
+            "--data-dir", data_dir, "--limit", str(LIMIT), "--max-gen-toks", "4", "--no-cache",
+            "--out", str(tmp_path / "refused")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to run generated code" in err[0], err
+    assert "--unsafe-run-generated-code-unsandboxed" in err[0], err
+    assert not (tmp_path / "refused" / "results.json").exists()
+
+    opted = [*argv[:-1], str(tmp_path / "opted"), "--unsafe-run-generated-code-unsandboxed"]
+    assert cli.main(opted) == 0
+    entry = json.loads((tmp_path / "opted" / "results.json").read_text())["results"][
+        "leaf_humaneval_plus"]
+    assert "UNSAFE_no_sandbox" in entry["isolation"], entry["isolation"]
+    assert "UNSAFE_no_sandbox" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import textwrap
 import time
 import uuid
@@ -243,8 +244,20 @@ def test_writes_outside_the_working_directory_never_reach_the_host(tmp_path):
     assert_contained(out)
 
 
+def visible_writable_place() -> Path:
+    """A directory we can write to that the sandbox does not mask (so the program sees our file
+    there): /run as root; otherwise a directory of ours the program can see, read-only (when
+    these tests run as the unprivileged account, the outer test made one for it)."""
+    planted = os.environ.get("LEAFBENCH_TEST_VISIBLE_DIR")
+    for place in (*([Path(planted)] if planted else []), Path("/run"), Path.cwd(),
+                  Path(sys.prefix)):
+        if os.access(place, os.W_OK) and not str(place).startswith(("/tmp", "/home", "/root")):
+            return place
+    pytest.fail("no writable place outside the masked directories to plant the victim in")
+
+
 def test_deleting_or_truncating_host_files_fails(tmp_path):
-    visible = Path(f"/run/leafbench_keep_{uuid.uuid4().hex}")  # not masked: the sandbox sees it
+    visible = visible_writable_place() / f"leafbench_keep_{uuid.uuid4().hex}"
     victims = [tmp_path / "keep.txt", Path(f"/tmp/leafbench_keep_{uuid.uuid4().hex}"), visible]
     for victim in victims:
         victim.write_text("precious")

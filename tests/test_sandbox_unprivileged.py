@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -24,14 +23,19 @@ from pathlib import Path
 
 import pytest
 
+from leafbench.bench.unprivileged import account_home, run_as_account
 from leafbench.evaluation import sandbox
 from leafbench.evaluation.sandbox import UNSAFE_OPT_IN, SandboxUnavailable, run_python
 
 ACCOUNT = 65534  # nobody: owns no file of the evaluator
+AS_ROOT = os.geteuid() == 0
+# Run again as the account by the test below: the whole sandbox suite and a HumanEval+ gold
+# check (its canonical solutions must pass under the user-namespace sandbox too).
+ACCOUNT_SUITE = ["tests/test_sandbox.py", "tests/test_sandbox_unprivileged.py",
+                 "tests/test_eval_code.py::test_humaneval_plus_gold_solutions_pass_base_and_plus"]
 SANDBOX_FILE = Path(sandbox.__file__).resolve()
 
-# Loads sandbox.py by path: it uses only the standard library, so the account needs no access
-# to the project's virtualenv (often under /root, which it cannot traverse).
+# Loads sandbox.py by path, exactly as the launcher itself is started (standard library only).
 PROBE = textwrap.dedent("""
     import importlib.util, json, sys
     spec = importlib.util.spec_from_file_location("leafbench_sandbox", sys.argv[1])
@@ -41,25 +45,6 @@ PROBE = textwrap.dedent("""
     outcome = module.run_python(sys.argv[2])
     print(json.dumps(outcome.__dict__))
 """)
-
-
-def as_account(*command: str, home: str) -> subprocess.CompletedProcess:
-    """Run ``command`` as the unprivileged account, through a shell so that the exec itself
-    happens without root's capabilities."""
-    return subprocess.run(
-        ["setpriv", f"--reuid={ACCOUNT}", f"--regid={ACCOUNT}", "--clear-groups",
-         "/bin/sh", "-c", 'exec "$@"', "sh", *command],
-        env={"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"},
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-
-
-def account_python(home: str) -> str:
-    """A Python interpreter the account can execute (the evaluator's may live under /root)."""
-    for candidate in (sys.executable, "/usr/bin/python3"):
-        if as_account(candidate, "-c", "pass", home=home).returncode == 0:
-            return candidate
-    pytest.fail("no Python interpreter is executable by an unprivileged account")
 
 
 def processes_with(token: str) -> list[int]:
@@ -111,8 +96,8 @@ def test_hostile_program_is_contained_for_an_unprivileged_account():
             print(done)
             shutil.rmtree({home!r})  # raises when contained: the home is not visible
         """)
-        python = account_python(home)
-        ran = as_account(python, "-I", "-c", PROBE, str(SANDBOX_FILE), hostile, home=home)
+        ran = run_as_account([sys.executable, "-I", "-c", PROBE, str(SANDBOX_FILE), hostile],
+                             home=Path(home), account=ACCOUNT, timeout=120)
         assert ran.returncode == 0, ran.stderr
         outcome = json.loads(ran.stdout)
         assert outcome["status"] == "fail", outcome
@@ -139,9 +124,79 @@ def test_without_containment_it_refuses_unless_the_user_opts_in(monkeypatch):
     with pytest.raises(SandboxUnavailable, match=f"refusing to run generated code.*{UNSAFE_OPT_IN}=1"):
         run_python("print('never runs')")
 
+    with sandbox.unsandboxed_permitted("--a-flag-the-user-typed"):
+        out = run_python("print('ran')")
+        assert sandbox.isolation() >= {"UNSAFE_no_sandbox"}
+    assert "--a-flag-the-user-typed" in out.detail, out.detail
+    with pytest.raises(SandboxUnavailable):  # the permission ends with its block
+        run_python("print('never runs')")
+
     monkeypatch.setenv(UNSAFE_OPT_IN, "1")
     out = run_python("print('ran')")
     assert (out.status, out.stdout) == ("pass", "ran\n"), out
     assert "UNSAFE_no_sandbox" in out.detail and "UNPROTECTED" in out.detail, out.detail
     mechanisms = out.detail.split("isolation=")[1].split(";")[0].split(",")
     assert sorted(mechanisms) == ["UNSAFE_no_sandbox", "no_new_privs", "rlimits"], out.detail
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="switching to another account needs root; as a normal "
+                    "user this suite itself runs through the user namespace")
+def test_the_sandbox_suite_passes_as_an_unprivileged_account():
+    """The hostile-program suite and HumanEval+ gold, as ``nobody`` (user-namespace path)."""
+    home = account_home(ACCOUNT)
+    visible = Path(tempfile.mkdtemp(prefix="leafbench-account-visible-", dir="/run"))
+    os.chown(visible, ACCOUNT, ACCOUNT)
+    try:
+        ran = run_as_account(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+             f"--basetemp={home}/pytest", *ACCOUNT_SUITE],
+            home=home, account=ACCOUNT,
+            env={"LEAFBENCH_PROGRESS": "0", "LEAFBENCH_CACHE_DIR": f"{home}/cache",
+                 "LEAFBENCH_TEST_VISIBLE_DIR": str(visible)},
+        )
+        summary = ran.stdout.strip().splitlines()[-1] if ran.stdout.strip() else ran.stderr
+        assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
+        passed = int(summary.split(" passed")[0].split()[-1])
+        assert passed >= 20 and "failed" not in summary and "error" not in summary, summary
+        probe = run_as_account(
+            [sys.executable, "-c", "from leafbench.evaluation.sandbox import isolation; "
+             "print(','.join(sorted(isolation())))"], home=home, account=ACCOUNT, timeout=120)
+        mechanisms = set(probe.stdout.strip().split(","))
+        assert {"userns", "mountns", "netns", "pidns", "ipcns"} <= mechanisms, probe
+        assert "setuid" not in mechanisms and mechanisms & {"readonly_setattr",
+                                                            "readonly_remount"}, mechanisms
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(visible, ignore_errors=True)
+
+
+def test_read_only_view_without_mount_setattr(monkeypatch, tmp_path):
+    """Kernels before 5.12 have no mount_setattr: the user-namespace sandbox remounts mount by
+    mount instead, and a file of the caller's outside the working directory still survives."""
+    monkeypatch.setattr(sandbox, "_FORCE_REMOUNT", True)
+    monkeypatch.setattr(sandbox, "_FORCE_USERNS", AS_ROOT)  # root: take the same path
+    victim = Path(os.environ.get("LEAFBENCH_TEST_VISIBLE_DIR") or "/run") / f"keep-{uuid.uuid4().hex}"
+    try:
+        victim.write_text("precious")
+    except PermissionError:
+        victim = Path.cwd() / victim.name
+        victim.write_text("precious")
+    try:
+        out = run_python(textwrap.dedent(f"""
+            import os
+            for attack in (lambda: os.remove({str(victim)!r}),
+                           lambda: open({str(victim)!r}, "w").close(),
+                           lambda: open("/etc/leafbench-pwned", "w").close()):
+                try:
+                    attack()
+                    print("done")
+                except OSError as exc:
+                    print(exc.errno)
+            open("mine.txt", "w").write("the working directory stays writable")
+        """))
+        assert out.status == "pass", out
+        assert out.stdout.split() == ["30", "30", "30"], out  # EROFS, every time
+        assert "readonly_remount" in out.detail and "userns" in out.detail, out.detail
+        assert victim.read_text() == "precious"
+    finally:
+        victim.unlink(missing_ok=True)

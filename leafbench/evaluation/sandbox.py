@@ -54,9 +54,17 @@ every ``Outcome.detail`` (``isolation=...``) and summarised by :func:`isolation`
 need ``CAP_SYS_ADMIN`` (root) or a user namespace. Where neither a sandbox uid (root) nor a
 user namespace, plus all four namespaces, can be had, :func:`run_python` raises
 :class:`SandboxUnavailable` with one line naming what is missing and how to enable it, instead
-of running the program with rlimits alone. Setting ``LEAFBENCH_UNSAFE_NO_SANDBOX=1`` runs it
-anyway (rlimits, process-group kill and scrubbed environment only); every such result then
-lists ``UNSAFE_no_sandbox`` among its mechanisms and says ``UNPROTECTED`` in its detail.
+of running the program with rlimits alone. Only an explicit opt-in runs it anyway (rlimits,
+process-group kill and scrubbed environment only): ``leafbench eval
+--unsafe-run-generated-code-unsandboxed``, the experiment field
+``evaluate.unsafe_run_generated_code_unsandboxed: true`` (both enter
+:func:`unsandboxed_permitted`), or ``LEAFBENCH_UNSAFE_NO_SANDBOX=1``. Every such result lists
+``UNSAFE_no_sandbox`` among its mechanisms and names the opt-in in its detail (``UNPROTECTED``).
+
+On kernels older than 5.12 (no ``mount_setattr``) the user-namespace sandbox makes the tree
+read-only mount by mount instead (a read-only bind remount of every mount point in
+``/proc/self/mountinfo``, keeping the flags the kernel locks); the mechanisms then say
+``readonly_remount`` instead of ``readonly_setattr``.
 
 Status mapping (any non-pass is a failure for scoring):
 
@@ -83,6 +91,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno as errno_module
 import fcntl
 import functools
 import json
@@ -110,6 +119,7 @@ __all__ = [
     "UNSAFE_OPT_IN",
     "isolation",
     "run_python",
+    "unsandboxed_permitted",
 ]
 
 # Sandbox uids: outside the ranges distributions and systemd allocate (system users, regular
@@ -148,6 +158,12 @@ _REQUIRED_NAMESPACES = ("mountns", "netns", "pidns", "ipcns")
 _HIDDEN_HOMES = ("/home", "/root")
 # Set only by tests, to exercise the refusal without changing the machine's kernel settings.
 _FORCE_NO_CONTAINMENT = False
+# Set only by tests, to exercise the pre-5.12 read-only remount on a newer kernel.
+_FORCE_REMOUNT = False
+# Set only by the overhead benchmark: root through the user-namespace path, to compare costs.
+_FORCE_USERNS = False
+# Opt-ins given in-process (a CLI flag, an experiment field), innermost last.
+_PERMITS: list[str] = []
 
 
 class SandboxUnavailable(RuntimeError):
@@ -209,13 +225,40 @@ def run_python(
     return _run(source, stdin, limits, python)[0]
 
 
-@functools.cache
+@contextlib.contextmanager
+def unsandboxed_permitted(how: str) -> Iterator[None]:
+    """Within this block, run generated code without containment where none can be had.
+
+    ``how`` names the opt-in (the flag or field the user set) for the results and the warning.
+    A process-wide permission rather than a parameter: the code tasks run their samples on a
+    thread pool several calls below the CLI, and an opt-in must reach every one of them.
+    """
+    _PERMITS.append(how)
+    try:
+        yield
+    finally:
+        _PERMITS.remove(how)
+
+
+def _unsafe_opt_in() -> str | None:
+    """Which opt-in (if any) allows running unprotected: an in-process one, else the variable."""
+    if _PERMITS:
+        return _PERMITS[-1]
+    return f"{UNSAFE_OPT_IN}=1" if os.environ.get(UNSAFE_OPT_IN) == "1" else None
+
+
 def isolation(python: str = sys.executable) -> frozenset[str]:
     """The containment mechanisms that actually take effect on this machine.
 
-    Found once by running an empty program, so callers (and tests) can assert what is and is not
-    contained here instead of assuming it.
+    Found once (per interpreter and opt-in) by running an empty program, so callers (and tests)
+    can assert what is and is not contained here instead of assuming it.
     """
+    return _isolation(python, _unsafe_opt_in(), _FORCE_NO_CONTAINMENT, _FORCE_REMOUNT,
+                      _FORCE_USERNS)
+
+
+@functools.cache
+def _isolation(python: str, *_cache_key: object) -> frozenset[str]:
     outcome, mechanisms = _run("", "", DEFAULT_LIMITS, python)
     if outcome.status != "pass":
         raise RuntimeError(f"the sandbox cannot run a trivial program: {outcome.detail}")
@@ -249,11 +292,12 @@ def _run(source: str, stdin: str, limits: Limits, python: str) -> tuple[Outcome,
     refused = next((r["refused"] for r in reports if "refused" in r), None)
     if refused is not None:
         raise SandboxUnavailable(refused)
-    mechanisms: list[str] = next((r["isolation"] for r in reports if "isolation" in r), [])
+    # The launcher reports the namespaces; init reports again once the filesystem view is built.
+    mechanisms: list[str] = ([r["isolation"] for r in reports if "isolation" in r] or [[]])[-1]
     status, returncode, reason = _classify(reports, timed_out, overflow, limits, err)
     notes = [reason, f"isolation={','.join(mechanisms) or 'none'}"]
     if _UNSAFE in mechanisms:
-        notes.append(f"UNPROTECTED: run without a sandbox because {UNSAFE_OPT_IN}=1")
+        notes.append(f"UNPROTECTED: run without a sandbox because of {_unsafe_opt_in()}")
     if uid is not None:
         notes.append(f"uid={uid}")
     if lingering:
@@ -288,7 +332,9 @@ def _execute(
         "caller_gid": os.getgid(),
         "home": os.path.realpath(os.path.expanduser("~")),
         "force_weak": _FORCE_NO_CONTAINMENT,
-        "unsafe_opt_in": os.environ.get(UNSAFE_OPT_IN) == "1",
+        "force_remount": _FORCE_REMOUNT,
+        "force_userns": _FORCE_USERNS,
+        "unsafe_opt_in": _unsafe_opt_in() is not None,
         "env": env,
         "limits": limits.__dict__,
         "status_fd": write_fd,
@@ -349,7 +395,7 @@ def _claim_uid() -> Iterator[int | None]:
     crashed run are swept before it is used.
     """
     global _next_slot
-    if os.geteuid() != 0 or _FORCE_NO_CONTAINMENT:
+    if os.geteuid() != 0 or _FORCE_NO_CONTAINMENT or _FORCE_USERNS:
         yield None
         return
     lockdir = os.path.join(tempfile.gettempdir(), "leafbench-sandbox-uids")
@@ -565,7 +611,7 @@ def _launch(config: dict) -> None:
         libc = _libc()
         if config["force_weak"]:
             missing.append("all namespaces (switched off by the test hook)")
-        elif os.geteuid() == 0:
+        elif os.geteuid() == 0 and not config["force_userns"]:
             mechanisms.append("setuid")
         else:
             problem = _enter_user_namespace()
@@ -611,7 +657,10 @@ def _refusal(missing: list[str]) -> str:
         "user.max_user_namespaces>0, kernel.unprivileged_userns_clone=1 where it exists, "
         "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 23.10+; in a container, "
         "allow unshare/mount in its seccomp and AppArmor profiles). To run the code with "
-        f"resource limits only, unprotected, set {UNSAFE_OPT_IN}=1."
+        "resource limits only, unprotected: leafbench eval "
+        "--unsafe-run-generated-code-unsandboxed, the experiment field "
+        "evaluate.unsafe_run_generated_code_unsandboxed: true, or "
+        f"{UNSAFE_OPT_IN}=1."
     )
 
 
@@ -662,9 +711,8 @@ def _init(config: dict, fd: int, mechanisms: list[str]) -> None:
         if userns:
             workdir = config["workdir"]
             _mount(workdir, workdir, None, _MS_BIND)  # a mount of its own, to stay writable
-            _mount_setattr("/", _AT_RECURSIVE, set_flags=_MOUNT_ATTR_RDONLY)
-            for path in [*writable, workdir]:
-                _mount_setattr(path, 0, clear_flags=_MOUNT_ATTR_RDONLY)
+            _make_read_only(config, [*writable, workdir], mechanisms)
+            _report(fd, isolation=mechanisms)
         if "pidns" in mechanisms:
             _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     child = os.fork()
@@ -680,6 +728,54 @@ def _init(config: dict, fd: int, mechanisms: list[str]) -> None:
     else:
         _report(fd, exit=os.WEXITSTATUS(status), cpu=cpu)
     os._exit(0)
+
+
+def _make_read_only(config: dict, writable: list[str], mechanisms: list[str]) -> None:
+    """Every mount read-only except ``writable``: one recursive ``mount_setattr`` (5.12+), or
+    on older kernels a read-only bind remount of each mount point, writable ones skipped."""
+    if not config["force_remount"]:
+        try:
+            _mount_setattr("/", _AT_RECURSIVE, set_flags=_MOUNT_ATTR_RDONLY)
+        except OSError as exc:
+            if exc.errno != errno_module.ENOSYS:
+                raise
+        else:
+            for path in writable:
+                _mount_setattr(path, 0, clear_flags=_MOUNT_ATTR_RDONLY)
+            mechanisms.append("readonly_setattr")
+            return
+    for point, flags in _mount_points():
+        if point in writable or flags & _MS_RDONLY:
+            continue
+        try:
+            _mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | flags)
+        except OSError as exc:
+            # A mount stacked under another at the same point cannot be reached by its path,
+            # so the program cannot reach it either; anything else is a real failure.
+            if exc.errno not in (errno_module.EINVAL, errno_module.ENOENT):
+                raise
+    mechanisms.append("readonly_remount")
+
+
+# Per-mount options of /proc/self/mountinfo that a remount must repeat: in a user namespace the
+# kernel locks them on mounts inherited from the host, and dropping one is refused (EPERM).
+_LOCKED_OPTIONS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024,
+                   "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24}
+_MS_RDONLY, _MS_REMOUNT = 1, 32
+
+
+def _mount_points() -> list[tuple[str, int]]:
+    """(mount point, flags to keep) for every mount, from /proc/self/mountinfo."""
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")  # octal escapes: \040 etc.
+            flags = 0
+            for option in fields[5].split(","):
+                flags |= _LOCKED_OPTIONS.get(option, 0)
+            points.append((point, flags))
+    return points
 
 
 def _mask_directories(keep: list[str], hidden: list[str]) -> list[str]:

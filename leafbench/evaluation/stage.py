@@ -7,6 +7,7 @@ are scored once per workspace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from leafbench.contract import StageContext, artifact, digest
 from leafbench.evaluation.results import SCHEMA_VERSION
+from leafbench.evaluation.sandbox import unsandboxed_permitted
 from leafbench.lease import Lease, compute_once
 from leafbench.models import resolve_device
 
@@ -48,14 +50,15 @@ def run_evaluate(ctx: StageContext) -> dict[str, float]:
             # killed holder's leftovers go (its generations survive in the generation cache).
             partial = cached.with_name(cached.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
-            run_evaluation(
-                ref, list(cfg.tasks), partial, data_files=data_files, data_dir=cfg.data_dir,
-                limit=cfg.limit, batch_size=cfg.batch_size, max_gen_toks=cfg.max_gen_toks,
-                device=resolve_device(ctx.exp.models.device), seed=ctx.exp.seed,
-                backend=cfg.backend, dtype=cfg.dtype,
-                backend_options=cfg.vllm.model_dump() if cfg.backend == "vllm" else None,
-                cache_dir=ctx.workspace / "generations" if cfg.cache_generations else None,
-            )
+            with _sandbox_opt_in(cfg.unsafe_run_generated_code_unsandboxed):
+                run_evaluation(
+                    ref, list(cfg.tasks), partial, data_files=data_files, data_dir=cfg.data_dir,
+                    limit=cfg.limit, batch_size=cfg.batch_size, max_gen_toks=cfg.max_gen_toks,
+                    device=resolve_device(ctx.exp.models.device), seed=ctx.exp.seed,
+                    backend=cfg.backend, dtype=cfg.dtype,
+                    backend_options=cfg.vllm.model_dump() if cfg.backend == "vllm" else None,
+                    cache_dir=ctx.workspace / "generations" if cfg.cache_generations else None,
+                )
             lease.ensure_held()
             partial.rename(cached)
 
@@ -66,6 +69,13 @@ def run_evaluate(ctx: StageContext) -> dict[str, float]:
         shutil.copytree(cached, ctx.out / role)
         metrics.update(_flatten(role, json.loads((cached / artifact("evaluate", "results")).read_text())))
     return metrics
+
+
+def _sandbox_opt_in(unsandboxed: bool) -> contextlib.AbstractContextManager[None]:
+    """The experiment's explicit opt-in to unprotected code execution, or nothing."""
+    if not unsandboxed:
+        return contextlib.nullcontext()
+    return unsandboxed_permitted("evaluate.unsafe_run_generated_code_unsandboxed: true")
 
 
 def _flatten(role: str, results: dict[str, Any]) -> dict[str, float]:
