@@ -479,3 +479,79 @@ def test_checker_works_outside_the_main_thread():
     thread.start()
     thread.join(timeout=60)
     assert results == [True]
+
+
+# ---------------------------------------------------------------- issue 10: wrong verdicts fixed
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Each costs \\$6, so 3 cost $\\boxed{\\$18}$.",
+        "Three at \\$6 each. The answer is \\$18.",
+        "The answer is $18.",
+        "The answer is: $\\boxed{\\$18.00}$",
+        "\\boxed{18 \\text{ dollars}}",
+    ],
+)
+def test_gsm8k_strict_reads_escaped_dollars(response):
+    from leafbench.evaluation.answers import extract_strict, is_correct
+
+    assert extract_strict(response) == "18"
+    assert is_correct(extract_strict(response), "18")
+
+
+@pytest.mark.parametrize(
+    ("response", "number"),
+    [("\\boxed{1{,}000}", "1000"), ("The answer is \\$1\\,250.", "1250"),
+     ("\\boxed{x = 7}", "7"), ("The answer is \\$18. Then \\boxed{\\$19}", "19")],
+)
+def test_gsm8k_strict_reads_latex_numbers(response, number):
+    from leafbench.evaluation.answers import extract_strict
+
+    assert extract_strict(response) == number
+
+
+def test_percentage_answer_without_the_sign_is_right():
+    """OlympiadBench golds carry "%" on percentage questions whose `unit` field is empty."""
+    doc = {"final_answer": ["17.5%"], "is_multiple_answer": False, "unit": None, "error": None}
+    from leafbench.evaluation.grading import GRADERS
+
+    strict = GRADERS["strict"]
+    assert strict.verdict("leaf_olympiadbench", doc, "so \\boxed{17.5}")
+    assert strict.verdict("leaf_olympiadbench", doc, "so \\boxed{17.5\\%}")
+    assert not strict.verdict("leaf_olympiadbench", doc, "so \\boxed{0.175}")
+    assert is_equivalent("8", "8 \\%")
+
+
+def test_spaces_inside_subscripts_do_not_matter():
+    assert is_equivalent("m_{\\max}=n^{2}-n-1", "m_{\\max }=n^{2}-n-1")
+    assert is_equivalent("m_{\\max }=n^{2}-n-1", "m_{\\max}=n^{2}-n-1")
+    assert is_equivalent("\\frac{1 }{ 2}", "\\frac12")
+    assert not is_equivalent("\\max x", "\\maxx")  # a space between letters separates them
+
+
+@pytest.mark.parametrize(
+    ("answer", "right"),
+    [("52_8", True), ("52_{8}", True), ("{52}_{8}", True), ("52", True),
+     ("52_9", False), ("52_{10}", False), ("42", False), ("53_8", False)],
+)
+def test_base_subscripts_are_compared(answer, right):
+    assert is_equivalent(answer, "52_8") is right
+
+
+def test_no_rounding_of_small_decimals():
+    assert not is_equivalent(".000067", ".0000672")
+    assert not is_equivalent("0.0000672", ".000067")
+    assert is_equivalent("0.0000672", ".0000672")
+    assert is_equivalent("6.72 \\times 10^{-5}", ".0000672")
+    assert not is_equivalent("4.6667", "\\frac{14}{3}")
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [("1\\,000", "1000"), ("32348", "\\$32,\\!348"), ("90°", "90^\\circ"),
+     ("90 \\text{ degrees}", "90^\\circ"), ("5.4", "5.4 \\text{ cents}"),
+     ("45 minutes", "45"), ("\\mathrm{9.5}", "9.5"), ("10\\ \\%", "10"),
+     ("\\frac{270}{7}", "\\frac{270}7\\text{ degrees}")],
+)
+def test_notation_never_decides(answer, gold):
+    assert is_equivalent(answer, gold)

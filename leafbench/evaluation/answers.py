@@ -7,7 +7,9 @@ Two extractors, reported side by side as lm-eval filters:
   (GSM8K's gold format) or "\boxed{N}" (what math-tuned models write unprompted). If a
   response states several, the last marker wins: a model that corrects itself ("... The answer
   is 4. Wait, the answer is 5.") is judged on its final statement. No marker, no answer: strict
-  also measures whether the model follows the answer format.
+  also measures whether the model follows the answer format. What follows the marker is read
+  as plain text first (`latex_to_plain`): `\\boxed{\\$18}`, "The answer is \\$18." and
+  `\\boxed{1{,}000}` state 18, 18 and 1000 (models trained on LaTeX escape every dollar).
 - **flexible** (`flexible-extract`): the *last* number anywhere in the response, marker or not.
   Chain-of-thought responses put their conclusion at the end; earlier numbers are operands,
   distractors quoted from the question, or intermediate results, so the last number is the
@@ -30,10 +32,17 @@ NUMBER_RE = re.compile(_NUMBER)
 
 # Markers after which a model (or a GSM8K rationale) states its final answer: the phrase our
 # prompts ask for, GSM8K's own "####", and the \boxed{} that math-tuned models write anyway.
-ANSWER_MARKERS = (r"the\s+(?:final\s+)?answer\s+is\s*:?", r"####", r"\\boxed\{")
-STRICT_RE = re.compile(
-    rf"(?:{'|'.join(ANSWER_MARKERS)})\s*(?:\\boxed\{{)?\s*({_NUMBER})", re.IGNORECASE
-)
+ANSWER_MARKERS = (r"the\s+(?:final\s+)?answer\s+is\s*:?", r"####", r"\\boxed\s*\{")
+MARKER_RE = re.compile("|".join(ANSWER_MARKERS), re.IGNORECASE)
+# How far past a prose marker the answer may start ("The answer is: $\boxed{\$1{,}000}$.").
+_REGION_CHARS = 80
+# A stated answer, once its LaTeX is reduced to plain text: an optional "x =" then the number.
+_STATED_RE = re.compile(rf"\s*(?:[A-Za-z]\w*\s*=\s*)?({_NUMBER})")
+# LaTeX that only dresses a number: wrappers whose content is the text (\text{18} -> 18), spacing
+# commands, the escaped dollar and percent models trained on LaTeX write for money and shares.
+_WRAPPER_RE = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf|mbox|fbox)\s*\{")
+_LATEX_PLAIN = (("{,}", ","), ("\\$", "$"), ("\\%", "%"), ("\\!", ""))
+_DIGIT_SPACE_RE = re.compile(r"(?<=\d)(?:\\[,;: ]|~)(?=\d{3})")
 
 # What an lm-eval filter emits for a response without an answer (lm-eval's own convention);
 # never equal to a normalised gold.
@@ -71,14 +80,48 @@ def normalize_number(text: str | None) -> str | None:
 
 
 def extract_strict(response: str) -> str | None:
-    """The number after the last answer marker ("The answer is", "####"), normalised."""
-    matches = STRICT_RE.findall(response or "")
-    return normalize_number(matches[-1]) if matches else None
+    """The number stated after the last answer marker that states one, normalised.
+
+    The text after each marker (a box's whole content, or what follows "The answer is" /
+    "####" on its line) is reduced to plain text first (`latex_to_plain`), so `\\boxed{\\$18}`,
+    "The answer is \\$1{,}000." and `\\boxed{x = 18 \\text{ apples}}` state 18, 1000 and 18:
+    the same number in the notation models trained on LaTeX write.
+    """
+    text = response or ""
+    for marker in reversed(list(MARKER_RE.finditer(text))):
+        match = _STATED_RE.match(latex_to_plain(_region(text, marker)))
+        if match:
+            return normalize_number(match.group(1))
+    return None
+
+
+def _region(text: str, marker: re.Match) -> str:
+    """What a marker introduces: a box's balanced content, else the rest of its line."""
+    start = marker.end()
+    if marker.group(0).endswith("{"):
+        depth = 1
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[start:i]
+        return text[start:]  # an unclosed box (a cut-off response): its text so far
+    return text[start : start + _REGION_CHARS].split("\n", 1)[0]
+
+
+def latex_to_plain(text: str) -> str:
+    """`text` with the LaTeX that only dresses numbers removed: wrappers keep their content,
+    `{,}` and thin spaces in thousands groups go, `\\$`/`\\%` become `$`/`%`, math-mode `$`
+    delimiters around a number go."""
+    s = _WRAPPER_RE.sub("", text)
+    for latex, plain in _LATEX_PLAIN:
+        s = s.replace(latex, plain)
+    s = _DIGIT_SPACE_RE.sub("", s)
+    return s.replace("{", "").replace("}", "")
 
 
 def extract_flexible(response: str) -> str | None:
     """The last number in the response, normalised (see the module docstring for why last)."""
-    matches = NUMBER_RE.findall(response or "")
+    matches = NUMBER_RE.findall(latex_to_plain(response or ""))
     return normalize_number(matches[-1]) if matches else None
 
 

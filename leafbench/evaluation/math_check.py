@@ -10,14 +10,24 @@ The rules, in the order they are applied:
    filter (`extract_boxed_or_math`) falls back, for responses without a box, to the last
    inline math span (`$...$`, `\(...\)`, `\[...\]`), else the last number: it forgives a model
    that answers but forgets the box, and is identical to strict whenever a box exists.
-2. **Clean-up** of both answer and gold: surrounding `$` and whitespace, a trailing period,
-   and the item's unit when the data names one (OlympiadBench `unit`: "km", "%", "^{\circ}",
-   ...; written plain, in `\text{}`/`\mathrm{}`, or `\%`) are dropped: the gold answers are
-   unit-free numbers and the graders ignore units.
-3. **Equivalence.** Identical cleaned strings are equal. Otherwise both sides are parsed with
-   `math_verify.parse` (LaTeX first, then plain expressions) and compared with
-   `math_verify.verify(gold, answer)`: numeric equality to 6 decimals, symbolic equality,
-   sets, intervals (open/closed ends matter), tuples, and "x = 5" against "5".
+2. **Clean-up** of both answer and gold, the same on each side so that notation never decides:
+   surrounding `$`/`\$` and whitespace, a trailing period; white space that carries no meaning
+   (`m_{\max }` is `m_{\max}`: spaces next to braces and operators go, a space between two
+   letters stays); `\!`, `{,}` and thin spaces inside thousands groups (`32,\!348`,
+   `1\,000`); a trailing percent sign (`17.5\%` is 17.5: a percentage question's gold may
+   carry the sign or not, the item's `unit` field does not say which); a trailing degree mark
+   (`^\circ`, `^{\circ}`, `°`, `\text{ degrees}`); a trailing unit in `\text{}`/`\mbox{}`/
+   `\mathrm{}` or a plain unit word after a number (`5.4 \text{ cents}`, `45 minutes`); and
+   the item's own unit when the data names one (OlympiadBench `unit`: "km", "%", ...).
+   The graders ignore units; a number and its unit never change a verdict.
+3. **Equivalence.** Identical cleaned strings are equal. A gold written in a base other than
+   ten (`52_8`, `4210_{5}`) is equal only to the same digits, with the same base subscript or
+   none (the question names the base): `52_9` and the decimal value `42` are wrong. Otherwise
+   both sides are parsed with `math_verify.parse` (LaTeX first, then plain expressions) and
+   compared with `math_verify.verify(gold, answer)`: symbolic equality, sets, intervals
+   (open/closed ends matter), tuples, and "x = 5" against "5"; numbers are compared to 14
+   decimal places (math_verify rounds to 6 by default, which accepts `.000067` for
+   `.0000672`): a rounded value is not the exact one unless the item's `error` allows it.
 4. **Multiple answers** (OlympiadBench `is_multiple_answer`): gold and answer are split at
    top-level commas (commas inside brackets, as in tuples and intervals, do not split; an
    answer wrapped in `\{...\}` is unwrapped first). The answer must have exactly as many parts
@@ -47,6 +57,10 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 from leafbench.evaluation.answers import NUMBER_RE
 
 TIMEOUT_S = 5
+# Decimal places numbers are compared to: exact for anything a model writes out (rule 3).
+FLOAT_DECIMALS = 14
+# A number written in another base, `52_8` or `{4210}_{5}`: its digits and base.
+_BASED_RE = re.compile(r"\{?([0-9A-Za-z]+)\}?_\{?(\d+)\}?")
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # Inline math: $$...$$, $...$ (not an escaped \$), \(...\), \[...\].
@@ -96,13 +110,39 @@ def extract_boxed_or_math(response: str) -> str | None:
 
 
 # ---------------------------------------------------------------- clean-up and splitting
+# Each clean-up step as (pattern, replacement), applied in order by `clean_answer`.
+_NUMBERISH = r"-?[\d.,]*\d"
+_CLEANUPS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"\\!", ""),  # negative thin space: 32,\!348
+        (r"\{,\}", ","),  # 1{,}000
+        (r"(?<=\d)(?:\\[,;: ]|~)(?=\d{3}(?!\d))", ""),  # 1\,000
+        (r"\\[,;: ]", " "),  # other spacing commands are spaces
+        (r"\s+", " "),
+        # Space carries meaning only between two letters (`\max x`); elsewhere it goes.
+        (r"(?<![A-Za-z]) | (?![A-Za-z])", ""),
+        (r"(?:\\%|%|\\text\{percent\})$", ""),
+        (r"(?:\^\{?\\circ\}?|°|\\degree|\\text\{degrees?\})$", ""),
+        # A number wrapped in text: \text{9.5}, \mathrm{18}.
+        (rf"^\\(?:text|mathrm|textbf|mbox)\{{({_NUMBERISH})\}}$", r"\1"),
+        # A trailing unit after a number: \text{ cm}, \mathrm{km}^2, " minutes".
+        (rf"^({_NUMBERISH}|.*\d\}}?)\\(?:text|mbox|mathrm)\{{[A-Za-z][A-Za-z./ ]*\}}(?:\^\{{?\d\}}?)?$",
+         r"\1"),
+        (rf"^({_NUMBERISH}) ?[A-Za-z]{{2,}}(?:\^\d)?$", r"\1"),
+    )
+)
+
+
 def clean_answer(answer: str, unit: str | None = None) -> str:
-    """Rule 2: drop `$`, whitespace, a trailing period and the item's unit."""
+    """Rule 2: the same clean-up of both sides, so that notation never decides a verdict."""
     s = answer.replace("\\$", "").replace("$", "").strip()
     s = s.rstrip(".").strip()
     if unit:
         s = _strip_unit(s, unit)
-    return s
+    for pattern, replacement in _CLEANUPS:
+        s = pattern.sub(replacement, s).strip()
+    return s.rstrip(".") or answer.strip()
 
 
 def _strip_unit(s: str, unit: str) -> str:
@@ -186,15 +226,42 @@ def _judge(
 def _part_equal(answer: str, gold: str, tolerance: float | None) -> bool:
     if answer == gold:
         return True
+    based = _base_number(gold)
+    if based is not None:
+        return _same_base_number(answer, based)
     gold_parsed, answer_parsed = _parse(gold), _parse(answer)
     if not gold_parsed or not answer_parsed:
         return False
-    if verify(list(gold_parsed), list(answer_parsed), timeout_seconds=_timeout()):
+    if verify(list(gold_parsed), list(answer_parsed), float_rounding=FLOAT_DECIMALS,
+              timeout_seconds=_timeout()):
         return True
     if tolerance is None:
         return False
     g, a = _real_value(gold_parsed), _real_value(answer_parsed)
     return g is not None and a is not None and abs(a - g) <= tolerance * (1 + 1e-9)
+
+
+def _base_number(text: str) -> tuple[str, int] | None:
+    """(digits, base) when `text` is a number in a base from 2 to 36 other than ten."""
+    match = _BASED_RE.fullmatch(text)
+    if not match:
+        return None
+    digits, base = match.group(1).upper(), int(match.group(2))
+    valid = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:base] if 2 <= base <= 36 else ""
+    if base == 10 or not valid or not any(c.isdigit() for c in digits):
+        return None
+    return (digits, base) if all(c in valid for c in digits) else None
+
+
+def _same_base_number(answer: str, gold: tuple[str, int]) -> bool:
+    """Rule 3's base rule: the gold's digits, with its base subscript or without one."""
+    if answer.upper().lstrip("0") == gold[0].lstrip("0"):
+        return True
+    match = _BASED_RE.fullmatch(answer)
+    if match is None:
+        return False
+    return (match.group(1).upper().lstrip("0"), int(match.group(2))) == (
+        gold[0].lstrip("0"), gold[1])
 
 
 @functools.lru_cache(maxsize=65536)

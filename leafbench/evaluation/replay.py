@@ -35,6 +35,7 @@ from lm_eval.api.model import LM
 
 from leafbench.evaluation.backends import GenerationOnlyError
 from leafbench.evaluation.fingerprint import sha256_file
+from leafbench.evaluation.grading import DEFAULT_GRADING
 from leafbench.evaluation.harness import evaluate, resolve_sources
 from leafbench.evaluation.registry import TASKS, get_task, task_list
 from leafbench.evaluation.results import EvalRun
@@ -183,6 +184,7 @@ def run_replay(
     limit: int | None = None,
     num_fewshot: int | None = None,
     task_options: Mapping[str, Mapping[str, Any]] | None = None,
+    grading: str = DEFAULT_GRADING,
 ) -> dict[str, dict[str, float]]:
     """Score the stored responses in `responses_jsonl` on `tasks` (None or empty: every task
     the file has responses for); responses for other tasks are ignored. Data options, the
@@ -207,5 +209,6 @@ def run_replay(
         fingerprint=f"responses:sha256:{sha256_file(path)}", stored=lm.samples(), limit=limit,
         num_fewshot=num_fewshot, chat=False, check_tasks=lm.check_tasks,
         task_options=dict(task_options or {}), settings={"backend": "replay", "responses": str(path)},
+        grading=grading,
     )
     return evaluate(run, sources)

@@ -30,7 +30,11 @@ Every run of `harness.evaluate` (called by `run_evaluation` for the hf and vllm 
                         None for a default source, which has no local file
     docs_sha256         sha256 of the test documents as loaded (covers hub data too)
     versions            `provenance.package_versions()`: python, torch, transformers, lm_eval, ...
-    grading             how a response is judged (`registry.Task.grading`)
+    grading             how a response is judged (`registry.Task.grading` under the strict
+                        mode; the mode's own description otherwise)
+    grading_mode        the grading mode the task was judged by (`grading.GRADERS`): "strict"
+                        (leafbench's verdicts) or "paper" (the Qwen2.5-Math toolkit's rules);
+                        tasks a mode does not cover (synthetic, code) stay "strict"
     ==================  ==========================================================================
 
     Besides these, each entry keeps the task's own metrics under their usual names, so older
@@ -65,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leafbench.evaluation.grading import DEFAULT_GRADING, grading_description
 from leafbench.evaluation.provenance import (
     BOOTSTRAP_RESAMPLES,
     CONFIDENCE,
@@ -75,7 +80,8 @@ from leafbench.evaluation.registry import data_label, get_task
 
 SCHEMA_VERSION = 2
 TASK_FIELDS = ("task", "metric", "score", "n", "samples", "ci95", "backend", "decoding",
-               "model_fingerprint", "data", "data_sha256", "docs_sha256", "versions", "grading")
+               "model_fingerprint", "data", "data_sha256", "docs_sha256", "versions", "grading",
+               "grading_mode")
 ROW_FIELDS = ("doc_id", "sample", "correct", "prompt", "response")
 DECODING_FIELDS = ("chat_template", "num_fewshot", "samples_per_item", "do_sample",
                    "temperature", "max_gen_toks", "until")
@@ -92,6 +98,7 @@ class TaskResult:
     docs_sha256: str
     decoding: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # more entry fields (stderr, ...)
+    grading_mode: str = DEFAULT_GRADING  # the mode the verdicts were given in
 
 
 def decoding(
@@ -178,7 +185,8 @@ def _task_entry(
         "data_sha256": data_sha256(result.data),
         "docs_sha256": result.docs_sha256,
         "versions": dict(versions),
-        "grading": spec.grading,
+        "grading": grading_description(result.task, result.grading_mode, spec.grading),
+        "grading_mode": result.grading_mode,
         **result.metrics,
         **result.details,
     }
@@ -255,6 +263,7 @@ class EvalRun:
     task_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # code builders
     settings: dict[str, Any] = field(default_factory=dict)  # the caller's, for results.json
     generation_cache: Callable[[], dict[str, Any]] | None = None
+    grading: str = DEFAULT_GRADING  # the grading mode (`grading.GRADERS`)
 
     @property
     def generated(self) -> bool:

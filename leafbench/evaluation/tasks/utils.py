@@ -5,85 +5,78 @@ installed package instead of holding any: the pipeline, the replay backend and t
 score with the same `leafbench.evaluation.answers` (numeric tasks) and
 `leafbench.evaluation.math_check` (competition math) code.
 
-The numeric tasks compare normalised numbers with lm-eval's own `exact_match`. The math tasks
-need the doc to judge (OlympiadBench's multi-answer flag, tolerance and unit), which a metric
-function never sees, so they score in `process_results` and report the verdict under the same
-name, `exact_match`, for both filters.
+Every filter and verdict comes from `leafbench.evaluation.grading.GRADERS` (one per grading
+mode): the shipped YAMLs name the `strict` functions, the `_<mode>_<task>.yaml` overlays the
+others. The numeric tasks compare normalised numbers with lm-eval's own `exact_match` under
+strict. The math tasks, and every task under `paper`, need the doc to judge (OlympiadBench's
+multi-answer flag, tolerance and unit; the toolkit's gold), which a metric function never sees,
+so they score in `process_results` and report the verdict under the same name, `exact_match`,
+for both filters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from leafbench.evaluation.answers import (
-    NO_ANSWER,
-    extract_flexible,
-    extract_strict,
-    gold_from_gsm8k,
-    normalize_number,
-)
-from leafbench.evaluation.math_check import (
-    extract_boxed,
-    extract_boxed_or_math,
-    is_equivalent,
-    parse_tolerance,
-)
+from leafbench.evaluation.answers import NO_ANSWER
+from leafbench.evaluation.grading import GRADERS, gsm8k_gold, olympiad_gold, synthetic_gold
 from leafbench.evaluation.math_fewshot import FEWSHOT_EXAMPLES
 
 
 def gsm8k_target(doc: dict) -> str:
     """The number after "####" in the GSM8K rationale, normalised."""
-    return gold_from_gsm8k(doc["answer"])
+    return gsm8k_gold(doc)
 
 
 def synthetic_target(doc: dict) -> str:
     """The synthetic record's `answer` (an integer, as a string or a number), normalised."""
-    gold = normalize_number(str(doc["answer"]))
-    if gold is None:
-        raise ValueError(
-            f"leaf_synthetic record {doc.get('id')!r}: answer {doc['answer']!r} is not a number"
-        )
-    return gold
-
-
-def _extracting(extract: Callable[[str], str | None]):
-    """An lm-eval `custom` filter function: every response of every doc -> extracted answer."""
-
-    def filter_fn(resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list[list[str]]:
-        return [[extract(r) or NO_ANSWER for r in doc_resps] for doc_resps in resps]
-
-    filter_fn.__name__ = f"{extract.__name__}_filter"
-    return filter_fn
-
-
-strict_filter = _extracting(extract_strict)
-flexible_filter = _extracting(extract_flexible)
-boxed_filter = _extracting(extract_boxed)
-boxed_or_math_filter = _extracting(extract_boxed_or_math)
-
-
-# ---------------------------------------------------------------- competition math
-def math500_process_results(doc: dict, results: Sequence[str]) -> dict[str, float]:
-    """One filtered response against MATH-500's `answer`."""
-    return {"exact_match": float(is_equivalent(_answer(results), doc["answer"]))}
+    return synthetic_gold(doc)
 
 
 def olympiad_target(doc: dict) -> str:
     """OlympiadBench's gold: the `final_answer` list, comma-joined (parts of a multi-answer)."""
-    return ",".join(doc["final_answer"])
+    return olympiad_gold(doc)
 
 
-def olympiad_process_results(doc: dict, results: Sequence[str]) -> dict[str, float]:
-    """One filtered response against OlympiadBench's gold, honouring the item's multi-answer
-    flag, numeric tolerance (`error`) and `unit`."""
-    verdict = is_equivalent(
-        _answer(results),
-        olympiad_target(doc),
-        multiple=bool(doc.get("is_multiple_answer")) or len(doc["final_answer"]) > 1,
-        tolerance=parse_tolerance(doc.get("error")),
-        unit=doc.get("unit"),
-    )
-    return {"exact_match": float(verdict)}
+def _extracting(mode: str, task: str, filter_name: str):
+    """An lm-eval `custom` filter function: every response of every doc -> the answer that
+    `filter_name` extracts under grading `mode` (lm-eval's "[invalid]" when there is none)."""
+    extract: Callable[[str], str | None] = GRADERS[mode].rules(task).extract[filter_name]
+
+    def filter_fn(resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list[list[str]]:
+        return [[extract(r) or NO_ANSWER for r in doc_resps] for doc_resps in resps]
+
+    filter_fn.__name__ = f"{mode}_{task}_{filter_name.replace('-', '_')}_filter"
+    return filter_fn
+
+
+def _judging(mode: str, task: str):
+    """A `process_results`: the filtered answer of one doc judged under grading `mode`."""
+    grader = GRADERS[mode]
+
+    def process_results(doc: dict, results: Sequence[str]) -> dict[str, float]:
+        return {"exact_match": float(grader.judge(task, doc, _answer(results)))}
+
+    process_results.__name__ = f"{mode}_{task}_process_results"
+    return process_results
+
+
+# strict (the shipped YAMLs). The numeric tasks compare with lm-eval's exact_match on the
+# normalised strings; the math tasks need the doc, so they judge in process_results.
+strict_filter = _extracting("strict", "leaf_gsm8k", "strict-match")
+flexible_filter = _extracting("strict", "leaf_gsm8k", "flexible-extract")
+boxed_filter = _extracting("strict", "leaf_math500", "strict-match")
+boxed_or_math_filter = _extracting("strict", "leaf_math500", "flexible-extract")
+math500_process_results = _judging("strict", "leaf_math500")
+olympiad_process_results = _judging("strict", "leaf_olympiadbench")
+
+# paper (the _paper_<task>.yaml overlays; `grading.py` says what the mode is).
+paper_strict_filter = _extracting("paper", "leaf_gsm8k", "strict-match")
+paper_gsm8k_flexible_filter = _extracting("paper", "leaf_gsm8k", "flexible-extract")
+paper_math_flexible_filter = _extracting("paper", "leaf_math500", "flexible-extract")
+paper_gsm8k_process_results = _judging("paper", "leaf_gsm8k")
+paper_math500_process_results = _judging("paper", "leaf_math500")
+paper_olympiad_process_results = _judging("paper", "leaf_olympiadbench")
 
 
 def math_fewshot_samples() -> list[dict]:
