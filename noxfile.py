@@ -1,4 +1,4 @@
-"""nox sessions: tests, tests-latest, lint, typecheck, demo, bench, vllm, lock.
+"""nox sessions: tests, tests-latest, postgres, lint, typecheck, demo, bench, vllm, lock.
 
 Pinned version sets. `torch==2.13.0` names both a CPU and a CUDA build and the package index
 decides which one pip takes, so a pin alone cannot keep a 4 GB CUDA build off a CPU machine.
@@ -148,6 +148,17 @@ def tests_latest(session: nox.Session) -> None:
     session.run("python", "-c", "import torch, transformers; "
                 "print('torch', torch.__version__, '| transformers', transformers.__version__)")
     pytest(session, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def postgres(session: nox.Session) -> None:
+    """The tests marked postgres, under the pinned set: they start a real PostgreSQL server from
+    Debian's `postgresql` package (tests/postgres_server.py; as root, as the nobody account) and
+    fail, naming the package, when it is not installed. One torch thread per process: the sweep
+    tests run several workers at once on a small machine."""
+    install_pinned(session, "-e", ".[dev,postgres]")
+    pytest(session, "-m", "postgres", *session.posargs,
+           env={**TEST_ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
 @nox.session(python=PYTHON)
