@@ -38,6 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("experiment", type=Path)
     val.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE")
 
+    sw = sub.add_parser("sweep", help="tune any experiment fields with an Optuna study")
+    sw.add_argument("sweep", type=Path)
+    sw.add_argument("--storage", default=None, metavar="URL",
+                    help="Optuna storage (default: sqlite in the workspace; PostgreSQL for "
+                         "workers on several machines)")
+    sw.add_argument("--n-trials", type=int, default=None,
+                    help="trials for this process (the sweep's max_trials caps the study)")
+    sw.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override the base experiment")
+    sw.add_argument("--status", action="store_true",
+                    help="print the study's trials and best trial; run nothing")
+    sw.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
     ev = sub.add_parser("eval", help="evaluate any model on leafbench tasks")
     ev.add_argument("--model", default=None, help="local directory or hub id (hf, vllm)")
     ev.add_argument("--revision", default=None, help="hub revision (default main, pinned)")
@@ -48,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--responses", type=Path, default=None,
                     help="replay backend: JSONL of {task, doc_id, response} to score")
     ev.add_argument("--num-fewshot", type=int, default=None)
+    ev.add_argument("--grading", default="strict", choices=["strict", "paper"],
+                    help="math answer checking: strict (default) or the Qwen2.5-Math toolkit's "
+                         "rules (paper)")
     ev.add_argument("--out", type=Path, default=Path("leafbench-runs/eval"))
     ev.add_argument("--data-dir", default=None, help="local benchmark data (else the hub)")
     ev.add_argument("--limit", type=int, default=None)
@@ -163,7 +179,7 @@ def _eval_model(args: argparse.Namespace, tasks: list[str]) -> dict:
                               cache_dir=None if args.no_cache else args.cache_dir,
                               data_dir=args.data_dir, limit=args.limit,
                               batch_size=args.batch_size, max_gen_toks=args.max_gen_toks,
-                              num_fewshot=args.num_fewshot)
+                              num_fewshot=args.num_fewshot, grading=args.grading)
 
 
 def _eval_replay(args: argparse.Namespace, tasks: list[str]) -> dict:
@@ -174,13 +190,30 @@ def _eval_replay(args: argparse.Namespace, tasks: list[str]) -> dict:
                           "the replay backend needs an existing responses JSONL")
     try:
         return run_replay(args.responses, tasks or None, args.out, data_dir=args.data_dir,
-                          limit=args.limit)
+                          limit=args.limit, grading=args.grading)
     except (ValueError, FileNotFoundError) as err:  # a bad responses file is a usage error
         raise ConfigError(str(args.responses), "--responses", "", str(err)) from None
 
 
 EVAL_BACKENDS = {"hf": _eval_model, "vllm": _eval_model, "replay": _eval_replay}
-COMMANDS = {"run": _run, "validate": _validate, "eval": _eval}
+def _sweep(args: argparse.Namespace) -> int:
+    """Validate the sweep completely, then run this worker's trials (or only report)."""
+    from leafbench.sweep import load_sweep, open_study, run_worker, status_lines, storage_url
+
+    if args.n_trials is not None and args.n_trials < 1:
+        raise ConfigError("--n-trials", "--n-trials", args.n_trials, "expected a positive count")
+    sweep = load_sweep(args.sweep, args.set)
+    url = storage_url(sweep, args.storage)
+    if not args.status:
+        report = run_worker(sweep, url, args.n_trials, tracking=not args.no_tracking)
+        print(f"sweep {sweep.config.study}: this worker ran {report.trials} trial(s); "
+              f"stopped: {report.stopped}")
+    for line in status_lines(open_study(sweep, url), sweep):
+        print(line)
+    return 0
+
+
+COMMANDS = {"run": _run, "validate": _validate, "eval": _eval, "sweep": _sweep}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -74,6 +74,7 @@ class SyntheticConfig(Strict):
     n_pretrain: PositiveInt = 6000
     n_train: PositiveInt = 256
     n_test: PositiveInt = 200
+    n_validation: PositiveInt = 200  # tuning split (sweeps); held out of every other split
     spurious_correlation: Unit = 1.0
     train_correlation: Unit = 0.0
     vocab_size: PositiveInt = 600
@@ -238,6 +239,13 @@ class EvaluateConfig(Strict):
         "student_after",
     ]
     backend: Literal["hf", "vllm"] = "hf"
+    # Which split of the testbed to score: `test` is what results report; `validation` is what
+    # sweeps tune on (a sweep's objective may never read the test split).
+    split: Literal["test", "validation"] = "test"
+    # `strict`: the right verdict for every way of writing an answer. `paper`: the Qwen2.5-Math
+    # toolkit's rules (tolerance, percent retries, its extraction), for comparison with
+    # published numbers. Math tasks only; the mode is written into every result.
+    grading: Literal["strict", "paper"] = "strict"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     vllm: VLLMConfig = VLLMConfig()
     cache_generations: bool = True

@@ -33,6 +33,7 @@ class ModelRefs:
     train_jsonl: Path
     test_jsonl: Path | None
     identity: dict[str, Any]
+    validation_jsonl: Path | None = None  # the tuning split, where there is one
 
 
 @dataclass(frozen=True)

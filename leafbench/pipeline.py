@@ -144,7 +144,7 @@ def resolve_models(exp: Experiment, workspace: Path) -> tuple[ModelRefs, StageRe
     refs = ModelRefs(teacher, student, train, testbed.test_jsonl, {
         "testbed": testbed.key, "teacher": exp.models.teacher, "student": exp.models.student,
         "train": exp.data.train if exp.data.train == "synthetic" else file_hash(train),
-    })
+    }, validation_jsonl=testbed.validation_jsonl)
     status = "computed" if built else "cached"
     result = StageResult("testbed", testbed.key, status, time.perf_counter() - start,
                          testbed.root, dict(getattr(testbed, "metrics", {}) or {}))

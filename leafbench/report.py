@@ -26,6 +26,20 @@ def _headline_scores(evaluated: dict[str, float]) -> list[tuple[str, str, str, f
     return sorted(rows, key=lambda r: (order.get(r[0], 3), r[0], r[1]))
 
 
+def _scores_by_grading(evaluated: dict[str, float]) -> list[tuple[str, str, float, float]]:
+    """(role, task, strict score, paper score) for every math task evaluated."""
+    rows = []
+    for name, strict in evaluated.items():
+        if name.endswith(".score_strict"):
+            stem = name.removesuffix(".score_strict")
+            paper = evaluated.get(f"{stem}.score_paper")
+            if paper is not None:
+                role, task = stem.split(".", 1)
+                rows.append((role, task, strict, paper))
+    order = {"teacher": 0, "student_before": 1, "student_after": 2}
+    return sorted(rows, key=lambda r: (order.get(r[0], 3), r[0], r[1]))
+
+
 def print_summary(exp: Experiment, results: list[StageResult], console: Console | None = None
                   ) -> None:
     console = console or Console()
@@ -46,6 +60,15 @@ def print_summary(exp: Experiment, results: list[StageResult], console: Console 
         for role, task, metric, value in headline:
             scores.add_row(role, task, metric, f"{value:.3f}")
         console.print(scores)
+    by_mode = _scores_by_grading(evaluated)
+    if by_mode:
+        grading = Table(title="math grading modes (same generations, strict-match): strict is "
+                              "leafbench's verdict, paper the Qwen2.5-Math toolkit's rules")
+        for col in ("model", "task", "strict", "paper", "paper − strict"):
+            grading.add_column(col)
+        for role, task, strict, paper in by_mode:
+            grading.add_row(role, task, f"{strict:.3f}", f"{paper:.3f}", f"{paper - strict:+.3f}")
+        console.print(grading)
 
     pruned = by_name.get("prune", {})
     rows = sorted(tuple(k.split("/")[1:3]) for k in pruned

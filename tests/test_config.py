@@ -570,11 +570,12 @@ def test_console_script_validate_is_fast_and_imports_no_torch(tmp_path):
 
 # ---------------------------------------------------------------- the shipped experiments
 def _shipped_experiments() -> list[Path]:
-    """Every YAML file under experiments/, except experiments/tests/ (malformed fixtures) and
-    experiments/accelerate/ (launcher configs, checked below)."""
+    """Every YAML file under experiments/, except experiments/tests/ (malformed fixtures),
+    experiments/accelerate/ (launcher configs, checked below) and experiments/sweeps/ (sweep
+    definitions, checked in test_sweep.py)."""
     found = [*EXPERIMENTS.rglob("*.yaml"), *EXPERIMENTS.rglob("*.yml")]
     return sorted(p for p in found
-                  if p.relative_to(EXPERIMENTS).parts[0] not in ("tests", "accelerate"))
+                  if p.relative_to(EXPERIMENTS).parts[0] not in ("tests", "accelerate", "sweeps"))
 
 
 @pytest.mark.parametrize("name", ["fsdp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])

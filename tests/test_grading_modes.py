@@ -204,3 +204,33 @@ def test_run_yaml_layers_the_overlay(tmp_path):
     assert "grading paper" in path.read_text().splitlines()[0]
     plain = yaml.safe_load(write_run_yaml("leaf_math500", None, tmp_path).read_text())
     assert isinstance(plain["include"], str)
+
+
+def test_every_run_reports_both_modes_and_the_summary_shows_the_difference(runs):
+    """Whichever mode a run used, each math task's entry carries the headline score under both
+    (the same generations re-judged); the run summary prints them side by side."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from leafbench.evaluation.stage import _flatten
+    from leafbench.report import print_summary
+
+    strict_report, paper_report = runs["strict"][2], runs["paper"][2]
+    for task in DOCS:
+        for report in (strict_report, paper_report):
+            entry = report["results"][task]
+            assert entry["score_strict"] == pytest.approx(
+                strict_report["results"][task]["exact_match,strict-match"])
+            assert entry["score_paper"] == pytest.approx(
+                paper_report["results"][task]["exact_match,strict-match"])
+    metrics = _flatten("student_after", strict_report)
+    console = Console(record=True, width=200)
+    exp = SimpleNamespace(name="modes", mining=SimpleNamespace(
+        threshold=SimpleNamespace(mode="absolute")))
+    print_summary(exp, [SimpleNamespace(name="evaluate", status="done", seconds=1.0, key="k",
+                                        metrics=metrics)], console=console)
+    text = console.export_text()
+    assert "math grading modes" in text
+    line = next(x for x in text.splitlines() if "leaf_math500" in x and "+0.333" in x)
+    assert "0.333" in line and "0.667" in line, text

@@ -44,7 +44,9 @@ def run_distill_stage(ctx: StageContext) -> dict[str, float]:
         "refs": {"teacher": ctx.refs.teacher, "student": ctx.refs.student,
                  "train_jsonl": str(ctx.refs.train_jsonl),
                  "test_jsonl": str(ctx.refs.test_jsonl) if ctx.refs.test_jsonl else None,
-                 "identity": ctx.refs.identity},
+                 "identity": ctx.refs.identity,
+                 "validation_jsonl": (str(ctx.refs.validation_jsonl)
+                                      if ctx.refs.validation_jsonl else None)},
     }))
     subprocess.run(launch_command(launch, spec), check=True)
     return json.loads((ctx.out / METRICS).read_text())
@@ -81,7 +83,8 @@ def _worker(spec_path: str) -> None:
         inputs={k: Path(v) for k, v in spec["inputs"].items()},
         refs=ModelRefs(refs["teacher"], refs["student"], Path(refs["train_jsonl"]),
                        Path(refs["test_jsonl"]) if refs["test_jsonl"] else None,
-                       refs["identity"]),
+                       refs["identity"],
+                       Path(refs["validation_jsonl"]) if refs["validation_jsonl"] else None),
         workspace=Path(spec["workspace"]),
     )
     metrics = run_distill(ctx)

@@ -45,7 +45,7 @@ import yaml
 
 from leafbench.evaluation.answers import NO_ANSWER
 from leafbench.evaluation.code.scoring import evaluate_code_tasks
-from leafbench.evaluation.grading import DEFAULT_GRADING, get_grader, overlay_yaml
+from leafbench.evaluation.grading import DEFAULT_GRADING, GRADERS, get_grader, overlay_yaml
 from leafbench.evaluation.provenance import bootstrap_interval, docs_sha256
 from leafbench.evaluation.registry import (
     TASKS,
@@ -241,7 +241,8 @@ def evaluate_lm_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[
             task=task,
             metrics={f"{METRIC},{f}": float(output["results"][task][f"{METRIC},{f}"])
                      for f in FILTERS},
-            details=_lm_eval_details(output["results"][task], rows, run.seed),
+            details={**_lm_eval_details(output["results"][task], rows, run.seed),
+                     **_scores_by_grading(task, output["samples"][task])},
             rows=rows,
             data=data,
             docs_sha256=docs_sha256(loaded[task].eval_docs),
@@ -276,6 +277,20 @@ def write_run_yaml(
               f"grading {get_grader(grading).mode_for(task)}.\n")
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def _scores_by_grading(task: str, samples: list[dict[str, Any]]) -> dict[str, float]:
+    """The headline (strict-match) score of a math task under every grading mode, whichever
+    mode the run used (`score_strict`, `score_paper`): the same generations re-judged, so the
+    difference is the grading alone — what a published number gains from the toolkit's rules."""
+    if not samples or all(GRADERS[mode].mode_for(task) == DEFAULT_GRADING for mode in GRADERS
+                          if mode != DEFAULT_GRADING):
+        return {}
+    scores = {}
+    for mode, grader in GRADERS.items():
+        verdicts = [grader.verdict(task, s["doc"], s["resps"][0][0]) for s in samples]
+        scores[f"score_{mode}"] = sum(verdicts) / len(verdicts)
+    return scores
 
 
 def _lm_eval_details(

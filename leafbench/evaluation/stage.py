@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from leafbench.contract import StageContext, artifact, digest
+from leafbench.errors import ConfigError
 from leafbench.evaluation.results import SCHEMA_VERSION
 from leafbench.evaluation.sandbox import unsandboxed_permitted
 from leafbench.lease import Lease, compute_once
@@ -34,7 +35,11 @@ def run_evaluate(ctx: StageContext) -> dict[str, float]:
     from leafbench.evaluation.harness import run_evaluation  # lm-eval: only when evaluating
 
     cfg = ctx.exp.evaluate
-    data_files = {"leaf_synthetic": str(ctx.refs.test_jsonl)} if ctx.refs.test_jsonl else None
+    split = {"test": ctx.refs.test_jsonl, "validation": ctx.refs.validation_jsonl}[cfg.split]
+    if cfg.split == "validation" and split is None:
+        raise ConfigError("evaluate.split", "evaluate.split", cfg.split,
+                          "only the synthetic testbed has a validation split")
+    data_files = {"leaf_synthetic": str(split)} if split else None
     models = role_models(ctx)
     metrics: dict[str, float] = {}
     for role in cfg.models:
@@ -55,7 +60,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, float]:
                     ref, list(cfg.tasks), partial, data_files=data_files, data_dir=cfg.data_dir,
                     limit=cfg.limit, batch_size=cfg.batch_size, max_gen_toks=cfg.max_gen_toks,
                     device=resolve_device(ctx.exp.models.device), seed=ctx.exp.seed,
-                    backend=cfg.backend, dtype=cfg.dtype,
+                    backend=cfg.backend, dtype=cfg.dtype, grading=cfg.grading,
                     backend_options=cfg.vllm.model_dump() if cfg.backend == "vllm" else None,
                     cache_dir=ctx.workspace / "generations" if cfg.cache_generations else None,
                 )

@@ -60,7 +60,7 @@ DISTRACTORS = [
     "Train {d} leaves at noon.",
 ]
 
-SPLITS = ("teacher_pretrain", "student_pretrain", "train", "test")
+SPLITS = ("teacher_pretrain", "student_pretrain", "train", "test", "validation")
 # Share of pretraining problems with no distractor at all. Both models must answer such plain
 # problems: the teacher because LeaF distils on counterfactuals with the distractor removed, the
 # student so that it can add and is only led astray when a distractor is present.
@@ -124,13 +124,13 @@ def generate_split(cfg: SyntheticConfig, split: str, exclude: frozenset[str] = f
         raise ValueError(f"split {split!r}: expected one of {SPLITS}")
     rng = random.Random(f"leafbench-synthetic/{cfg.seed}/{split}")
     n = {"teacher_pretrain": cfg.n_pretrain, "student_pretrain": cfg.n_pretrain,
-         "train": cfg.n_train, "test": cfg.n_test}[split]
+         "train": cfg.n_train, "test": cfg.n_test, "validation": cfg.n_validation}[split]
     clean_fraction = getattr(cfg, "clean_fraction", CLEAN_FRACTION)  # a config field, once there
     records: list[dict] = []
     while len(records) < n:
         if split.endswith("pretrain") and rng.random() < clean_fraction:
             rule = "none"
-        elif split == "test":
+        elif split in ("test", "validation"):  # the same world: d never equals the answer
             rule = "not_answer"
         elif split == "teacher_pretrain":
             rule = "independent"
@@ -145,13 +145,19 @@ def generate_split(cfg: SyntheticConfig, split: str, exclude: frozenset[str] = f
 
 
 def generate_corpus(cfg: SyntheticConfig) -> dict[str, list[dict]]:
-    """All four splits: teacher_pretrain, student_pretrain, train (used for mining and
-    distillation; d = answer with probability train_correlation) and test (d never equals the
-    answer)."""
+    """All five splits: teacher_pretrain, student_pretrain, train (used for mining and
+    distillation; d = answer with probability train_correlation), test (d never equals the
+    answer) and validation (drawn like test, for tuning: sweeps score it, never the test split).
+
+    Validation comes from its own random stream and last, redrawing anything seen in another
+    split, so adding it changed none of the other four."""
     test = generate_split(cfg, "test")
     seen = frozenset(r["instruction"] for r in test)
-    corpus = {split: generate_split(cfg, split, exclude=seen) for split in SPLITS[:-1]}
+    corpus = {split: generate_split(cfg, split, exclude=seen)
+              for split in ("teacher_pretrain", "student_pretrain", "train")}
     corpus["test"] = test
+    everything = frozenset(r["instruction"] for records in corpus.values() for r in records)
+    corpus["validation"] = generate_split(cfg, "validation", exclude=everything)
     return corpus
 
 

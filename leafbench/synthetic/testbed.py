@@ -49,6 +49,7 @@ class Testbed:
     student_dir: Path
     train_jsonl: Path
     test_jsonl: Path
+    validation_jsonl: Path
     metrics: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
@@ -61,6 +62,7 @@ class Testbed:
             student_dir=root / "student",
             train_jsonl=root / "data" / "train.jsonl",
             test_jsonl=root / "data" / "test.jsonl",
+            validation_jsonl=root / "data" / "validation.jsonl",
             metrics=json.loads((root / "metrics.json").read_text()),
         )
 

@@ -65,6 +65,30 @@ def _set_tracking_uri(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+# MLflow 3 opens an experiment on the GenAI overview unless its kind says otherwise; leafbench's
+# runs are model-development runs, best read in the runs table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def ensure_experiment(exp: Experiment, uri: str) -> str:
+    """Point this process at `uri` and make sure the experiment exists (created once, with its
+    artifacts in the workspace and its kind set); return its id."""
+    import mlflow
+
+    _set_tracking_uri(uri)
+    name = exp.tracking.experiment
+    with _setup_lock(uri):
+        found = mlflow.get_experiment_by_name(name)  # creates the store's tables
+        if found is None:
+            artifacts = (Path(exp.workspace).resolve() / "mlflow-artifacts").as_uri()
+            return mlflow.create_experiment(name, artifact_location=artifacts,
+                                            tags=EXPERIMENT_KIND)
+        if found.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+            mlflow.tracking.MlflowClient(uri).set_experiment_tag(found.experiment_id,
+                                                                 *next(iter(EXPERIMENT_KIND.items())))
+        return found.experiment_id
+
+
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out = {}
     for key, value in data.items():
@@ -88,13 +112,8 @@ class Tracker:
         import mlflow
 
         uri = tracking_uri(self.exp)
-        _set_tracking_uri(uri)
-        name = self.exp.tracking.experiment
-        with _setup_lock(uri):
-            if mlflow.get_experiment_by_name(name) is None:  # creates the store's tables
-                artifacts = (Path(self.exp.workspace).resolve() / "mlflow-artifacts").as_uri()
-                mlflow.create_experiment(name, artifact_location=artifacts)
-        mlflow.set_experiment(name)
+        ensure_experiment(self.exp, uri)
+        mlflow.set_experiment(self.exp.tracking.experiment)
         run = mlflow.start_run(run_name=self.exp.name)
         self.run_id = run.info.run_id
         config = self.exp.to_dict()

@@ -1,0 +1,153 @@
+"""`leafbench sweep`: validation before anything runs, shared work through the stage cache,
+resumption by name, the trial cap, a grid taken point by point, and MLflow parent/trial runs.
+
+One tiny testbed, built once for the module; every sweep runs in that workspace (as the trials
+of a real sweep do), each with its own study name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import yaml
+from conftest import small_experiment
+from mlflow.tracking import MlflowClient
+
+from leafbench import cli
+from leafbench.sweep import load_sweep
+from leafbench.sweep.study import PARENT_RUN
+
+STAGES_BEFORE_DISTILL = ("mine", "prune", "teach")
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    path = root / "exp.yaml"
+    text = small_experiment(root / "ws", name="tiny", experiment="sweep-test", n_pretrain=400,
+                            n_train=16, n_test=8, teacher_steps=30, student_steps=20,
+                            max_gen_toks=8)
+    raw = yaml.safe_load(text)
+    raw["synthetic"]["n_validation"] = 8
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def write_sweep(experiment: Path, name: str, **fields) -> Path:
+    body = {"experiment": experiment.name, "study": name,
+            "dimensions": {"mining.threshold.tau": {"type": "categorical",
+                                                    "choices": [0.05, 0.15]}},
+            **fields}
+    path = experiment.parent / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def study_of(experiment: Path, name: str) -> optuna.Study:
+    db = experiment.parent / "ws" / "optuna.db"
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    ({"dimensions": {"mining.threshold.tua": {"type": "float", "low": 0.0, "high": 0.2}}},
+     "dimensions.mining.threshold.tua", "not a field of the experiment schema"),
+    ({"dimensions": {"mining.threshold.tau": {"type": "float", "low": 0.2, "high": 0.1}}},
+     "dimensions.mining.threshold.tau", "low must be below high"),
+    ({"dimensions": {"mining.threshold.tau": {"type": "float", "low": 0.1, "high": 1.5}}},
+     "dimensions.mining.threshold.tau", "mining.threshold.tau"),
+    ({"dimensions": {"distill.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}},
+     "dimensions.distill.lr", "a log range needs low > 0"),
+    ({"samplr": "tpe"}, "samplr", "Extra inputs are not permitted"),
+    ({"objective": {"task": "leaf_gsm8k"}}, "objective.task", "evaluates"),
+    ({"dimensions": {"evaluate.split": {"type": "categorical", "choices": ["test"]}}},
+     "dimensions.evaluate.split", "cannot vary"),
+    ({"sampler": "grid", "dimensions": {"distill.lr": {"type": "float", "low": 0.001,
+                                                       "high": 0.01}}},
+     "dimensions.distill.lr", "needs 'step'"),
+])
+def test_a_bad_sweep_exits_2_naming_file_and_field(experiment, capsys, fields, field, words):
+    path = write_sweep(experiment, "bad", **fields)
+    assert cli.main(["sweep", str(path), "--no-tracking"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and f"'{field}'" in err and words in err, err
+    assert not (experiment.parent / "ws" / "optuna.db").exists() or "bad" not in \
+        optuna.get_all_study_names(f"sqlite:///{experiment.parent / 'ws' / 'optuna.db'}")
+
+
+def test_trials_share_the_stage_cache_and_log_under_one_parent_run(
+        experiment, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0" * 32)  # a worker's inherited run must not capture
+    path = write_sweep(experiment, "tpe", sampler="tpe", max_trials=3, dimensions={
+        "mining.threshold.tau": {"type": "categorical", "choices": [0.05, 0.15]},
+        "distill.loss.lambda": {"type": "float", "low": 0.0, "high": 1.0}})
+    assert cli.main(["sweep", str(path), "--n-trials", "3"]) == 0
+    study = study_of(experiment, "tpe")
+    trials = study.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    computed = {stage: [t.number for t in trials if t.user_attrs["stages"][stage]["status"]
+                        == "computed"] for stage in trials[0].user_attrs["stages"]}
+    assert len(computed["mine"]) <= 1, computed  # τ is not in mining's key: mined once at most
+    taus = [t.params["mining.threshold.tau"] for t in trials]
+    assert len(computed["prune"]) <= len(set(taus)), (computed, taus)  # once per τ
+    assert len(computed["distill"]) == 3  # λ differs in every trial
+
+    # Resuming by name: the cap (3) is reached, so this worker runs nothing.
+    assert cli.main(["sweep", str(path), "--n-trials", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "ran 0 trial(s)" in out and "has its 3 trial(s)" in out, out
+    assert len(study_of(experiment, "tpe").trials) == 3
+    assert "best: trial" in out and "computed: " in out
+
+    uri = f"sqlite:///{experiment.parent / 'ws' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parent_id = study.user_attrs[PARENT_RUN]
+    exp = client.get_experiment_by_name("sweep-test")
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+    children = client.search_runs([exp.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1", "2"]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        trial = trials[int(run.data.tags["optuna.trial_number"])]
+        assert run.data.metrics["objective"] == pytest.approx(trial.value)
+        assert float(run.data.params["distill.loss.lambda"]) == pytest.approx(
+            trial.params["distill.loss.lambda"])
+        assert {"seconds.mine", "seconds.distill"} <= set(run.data.metrics)
+    artifacts = [a.path for a in client.list_artifacts(parent_id)]
+    assert "best_experiment.yaml" in artifacts and "plots" in artifacts
+    plots = {Path(a.path).name for a in client.list_artifacts(parent_id, "plots")}
+    assert {"optimization_history.png", "contour.png"} <= plots, plots
+    best = yaml.safe_load(mlflow.artifacts.load_text(
+        f"{client.get_run(parent_id).info.artifact_uri}/best_experiment.yaml"))
+    assert best["evaluate"]["split"] == "test"  # validation chose it; test reports it
+    assert best["distill"]["loss"]["lambda"] == pytest.approx(study.best_params[
+        "distill.loss.lambda"])
+
+
+def test_a_grid_is_taken_point_by_point_exactly_once(experiment):
+    path = write_sweep(experiment, "grid", sampler="grid", pruner="none")
+    assert cli.main(["sweep", str(path), "--n-trials", "5", "--no-tracking"]) == 0
+    trials = study_of(experiment, "grid").trials
+    assert sorted(t.params["mining.threshold.tau"] for t in trials) == [0.05, 0.15]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # Every trial read the validation split, never the test split.
+    for trial in trials:
+        assert trial.user_attrs["stages"]["evaluate"]["status"] in ("computed", "cached")
+    sweep = load_sweep(path)
+    assert sweep.experiment.evaluate.split == "validation"
+    config = json.loads(json.dumps(sweep.trial_experiment({"mining.threshold.tau": 0.05},
+                                                          name="x").to_dict()))
+    assert config["evaluate"]["split"] == "validation"
+
+
+def test_every_shipped_sweep_validates():
+    shipped = sorted((Path(__file__).parents[1] / "experiments" / "sweeps").glob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        sweep = load_sweep(path)
+        assert sweep.experiment.evaluate.split == "validation", path
