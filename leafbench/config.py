@@ -214,6 +214,10 @@ class DistillConfig(Strict):
     gradient_checkpointing: bool = False
     save_every: PositiveInt = 20
     launch: LaunchConfig = LaunchConfig()
+    # Score the student greedily on the validation split after every epoch (validation.jsonl,
+    # `validation_score`): the per-epoch signal a sweep's pruner reads to stop a bad trial
+    # early. Off by default: `leafbench run` reports test scores and should not pay for it.
+    validate_each_epoch: bool = False
 
 
 class VLLMConfig(Strict):

@@ -94,7 +94,11 @@ ARTIFACTS: dict[str, Artifacts] = {
         "timing": "timing.jsonl",            # tokens/s per step
         "launch_spec": "launch.json",        # what a launched (multi-process) run reads
         "launch_metrics": "launch_metrics.json",
-    }, logged=("steps.jsonl", "timing.jsonl", "student/*"), series=("steps.jsonl", "timing.jsonl")),
+        "launch_stopped": "launch_stopped.json",  # a launched run stopped by its verdict
+        # {epoch, score, n, seconds} per epoch, when `distill.validate_each_epoch` is on
+        "validation": "validation.jsonl",
+    }, logged=("steps.jsonl", "timing.jsonl", "validation.jsonl", "student/*"),
+        series=("steps.jsonl", "timing.jsonl")),
     # One directory per role (teacher, student_before, student_after), each an evaluation.
     "evaluate": Artifacts({"results": "results.json", "samples": "samples_{task}.jsonl"},
                           logged=("*/results.json", "*/samples_*.jsonl")),

@@ -89,6 +89,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("distill", 2, ("prune", "teach"), lambda e: {
         "distill": {k: v for k, v in e.section("distill").items() if k != "teacher_cache"},
         "seed": e.seed, "max_length": e.data.max_length,
+        # The per-epoch validation scores are artifacts too: what decides them is in the key.
+        **({"validation": {"max_gen_toks": e.evaluate.max_gen_toks,
+                           "batch_size": e.evaluate.batch_size}}
+           if e.distill.validate_each_epoch else {}),
     }, run_distill_stage),
     Stage("evaluate", 1, ("distill",), lambda e: e.section("evaluate"), run_evaluate),
     # Attention mass on the mined tokens before and after distillation, and the Δ view.

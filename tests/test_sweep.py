@@ -151,3 +151,27 @@ def test_every_shipped_sweep_validates():
     for path in shipped:
         sweep = load_sweep(path)
         assert sweep.experiment.evaluate.split == "validation", path
+
+
+def test_a_pruned_trial_stops_its_distillation_after_the_epoch_the_pruner_rejects(experiment):
+    """The handshake end to end: distillation scores epoch 1 on the validation split, the
+    trial reports it, a pruner that rejects anything below 2.0 says stop, and distillation ends
+    there — no second epoch, nothing cached, the trial PRUNED with one intermediate value."""
+    from leafbench.sweep.study import _run_answering_epochs
+
+    path = write_sweep(experiment, "pruned", pruner="median")
+    sweep = load_sweep(path)
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    trial = study.ask()
+    # a λ no other test distils with: a cached distillation would run no epoch at all
+    exp = sweep.trial_experiment({"mining.threshold.tau": 0.05, "distill.loss.lambda": 0.123},
+                                 name="pruned")
+    assert exp.distill.validate_each_epoch and exp.distill.epochs == 2
+    with pytest.raises(optuna.TrialPruned, match="after epoch 1"):
+        _run_answering_epochs(trial, exp)
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert list(frozen.intermediate_values) == [1]
+    assert 0.0 <= frozen.intermediate_values[1] <= 1.0
+    distilled = Path(exp.workspace) / "artifacts" / "distill"
+    assert not list(distilled.glob("*.partial")), "a stopped distillation left its partial run"

@@ -12,11 +12,17 @@ or, with `launcher: torchrun` (data parallel over gloo on CPU machines, and the 
 Every process rebuilds the same context and runs the same recipe (trainer.py); the main process
 writes the metrics file the stage then returns. Resume works the same way: checkpoints live in
 the partial directory, whichever way the recipe was started.
+
+A run its watcher stops (control.py) raises `DistillationStopped` here, whichever way it was
+started (a launched run's main process leaves `launch_stopped.json` and every process exits
+cleanly), after discarding the partial directory: a stopped run is not a finished one, and
+nothing of it may be taken for a result or resumed into one.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,13 +30,23 @@ from typing import Any
 
 from leafbench.config import validate_dict
 from leafbench.contract import ModelRefs, StageContext, artifact
+from leafbench.distill.control import DistillationStopped
 from leafbench.distill.trainer import run_distill
 
 SPEC = artifact("distill", "launch_spec")
 METRICS = artifact("distill", "launch_metrics")
+STOPPED = artifact("distill", "launch_stopped")
 
 
 def run_distill_stage(ctx: StageContext) -> dict[str, float]:
+    try:
+        return _run(ctx)
+    except DistillationStopped:
+        shutil.rmtree(ctx.out, ignore_errors=True)
+        raise
+
+
+def _run(ctx: StageContext) -> dict[str, float]:
     launch = ctx.exp.distill.launch
     if launch.num_processes == 1 and launch.accelerate_config is None:
         return run_distill(ctx)
@@ -48,7 +64,11 @@ def run_distill_stage(ctx: StageContext) -> dict[str, float]:
                  "validation_jsonl": (str(ctx.refs.validation_jsonl)
                                       if ctx.refs.validation_jsonl else None)},
     }))
+    (ctx.out / STOPPED).unlink(missing_ok=True)
     subprocess.run(launch_command(launch, spec), check=True)
+    if (ctx.out / STOPPED).is_file():
+        stopped = json.loads((ctx.out / STOPPED).read_text())
+        raise DistillationStopped(stopped["epoch"], stopped["score"])
     return json.loads((ctx.out / METRICS).read_text())
 
 
@@ -87,9 +107,14 @@ def _worker(spec_path: str) -> None:
                        Path(refs["validation_jsonl"]) if refs["validation_jsonl"] else None),
         workspace=Path(spec["workspace"]),
     )
-    metrics = run_distill(ctx)
     from accelerate import PartialState
 
+    try:
+        metrics = run_distill(ctx)
+    except DistillationStopped as stop:  # every process gets here together (a broadcast)
+        if PartialState().is_main_process:
+            (ctx.out / STOPPED).write_text(json.dumps({"epoch": stop.epoch, "score": stop.score}))
+        return
     if PartialState().is_main_process:
         (ctx.out / METRICS).write_text(json.dumps(metrics))
 

@@ -15,6 +15,10 @@ Exact resume: the step plan is a pure function of (seed, epoch); model, optimize
 and RNG states are checkpointed every `save_every` steps and the step log is cut back to the
 checkpoint, so a run killed anywhere and restarted ends with the weights and log of one that
 never stopped. Wall-clock figures go to timing.jsonl, apart from the deterministic step log.
+
+Per-epoch validation (`validate_each_epoch`, validation.py): after an epoch's last step, before
+any checkpoint of that step, the student is scored on the validation split and a watcher may
+stop the run (control.py); a resumed run cuts validation.jsonl back with the step log.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from transformers import get_cosine_schedule_with_warmup
 
 from leafbench.contract import StageContext, artifact
 from leafbench.distill.batching import UNITS, build_pairs, epoch_batches, token_weights
+from leafbench.distill.control import control_timeout
 from leafbench.distill.forward import response_hidden, response_logits
 from leafbench.distill.loss import TeacherTargets, chunked_divergence
 from leafbench.distill.model_card import write_model_card
 from leafbench.distill.teacher_cache import TeacherCache, encode_items
+from leafbench.distill.validation import EpochValidation
 from leafbench.models import load_causal_lm, load_tokenizer, resolve_device
 from leafbench.progress import progress_bar
 from leafbench.samples import EncodedPair, read_jsonl
@@ -76,7 +82,8 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
     # "no" leaves the choice to an accelerate config's mixed_precision, when one is in use.
     accelerator = Accelerator(cpu=resolve_device(exp.models.device) == "cpu",
                               mixed_precision=None if cfg.mixed_precision == "no"
-                              else cfg.mixed_precision)
+                              else cfg.mixed_precision,
+                              kwargs_handlers=_process_group_timeout(cfg))
     tokenizer = load_tokenizer(ctx.refs.student)
     items = read_jsonl(ctx.inputs["prune"] / artifact("prune", "counterfactuals"))
     encoded = encode_items(tokenizer, items, exp.data.max_length)
@@ -109,6 +116,9 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
     accelerator.register_for_checkpointing(scheduler)
 
     step = _resume(ctx.out, accelerator)
+    validation = EpochValidation.for_run(ctx, tokenizer, accelerator)
+    if validation is not None:
+        validation.cut_back(step // steps_per_epoch)
     recipe = _Recipe(accelerator, model, teacher, cache, encoded, tokenizer.pad_token_id, cfg)
     main = accelerator.is_main_process
     log_path, timing_path = ctx.out / STEPS_LOG, ctx.out / TIMING_LOG
@@ -129,6 +139,8 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
                 log.flush()
                 timing.flush()
             bar.advance(1)
+            if validation is not None and step % steps_per_epoch == 0:
+                validation.after_epoch(step // steps_per_epoch, model)  # may stop the run
             if step % cfg.save_every == 0 and step < total:
                 _checkpoint(ctx.out, step, accelerator)
 
@@ -136,7 +148,7 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
     shutil.rmtree(ctx.out / CHECKPOINTS, ignore_errors=True)
     history = read_jsonl(log_path)
     speed = read_jsonl(timing_path)
-    return {
+    metrics = {
         "steps": float(total),
         "units": float(len(units)),
         "final_loss": history[-1]["loss"],
@@ -144,6 +156,24 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
         "tokens_per_s": sum(t["tokens"] for t in speed) / sum(t["seconds"] for t in speed),
         "teacher_forward_passes": float(recipe.teacher_passes),
     }
+    score = validation.last_score() if validation is not None else None
+    if score is not None:
+        metrics["validation_score"] = score  # the last epoch's
+    return metrics
+
+
+def _process_group_timeout(cfg: Any) -> list[Any]:
+    """With per-epoch validation the other processes wait in a broadcast while the main
+    process generates and then waits for its watcher's verdict (up to the control timeout):
+    give collectives that long on top of torch's default 30 minutes, or NCCL's 10-minute
+    default would kill a run whose watcher is slow."""
+    if not cfg.validate_each_epoch:
+        return []
+    from datetime import timedelta
+
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return [InitProcessGroupKwargs(timeout=timedelta(seconds=1800 + control_timeout()))]
 
 
 def _configure_deepspeed(accelerator: Any, micro_batch: int) -> None:

@@ -24,6 +24,8 @@ from leafbench.errors import ConfigError
 
 ROLES = ("teacher", "student_before", "student_after")
 VALIDATION = "evaluate.split=validation"
+# Every trial's distillation scores the validation split after each epoch: the pruner's signal.
+EPOCHS = "distill.validate_each_epoch=true"
 
 
 class FloatRange(Strict):
@@ -101,7 +103,11 @@ class SweepConfig(Strict):
     pruner: Literal["median", "none", "hyperband"] = "median"
     max_trials: PositiveInt | None = None
     timeout_s: PositiveFloat | None = None
-    seed: int = 0
+    seed: int = 0  # the sampler's seed (one sqlite worker; mixed with each worker's identity on a server)
+    # Server storages only: a trial whose worker sent no heartbeat for `grace_s` is failed and
+    # retried once with the same parameters.
+    heartbeat_s: PositiveInt = 10
+    grace_s: PositiveInt = 60
 
 
 class Sweep(BaseModel):
@@ -114,7 +120,8 @@ class Sweep(BaseModel):
     experiment: Experiment
 
     def trial_overrides(self, values: dict[str, Any]) -> list[str]:
-        return [*self.overrides, *(f"{k}={_yaml(v)}" for k, v in values.items()), VALIDATION]
+        return [*self.overrides, *(f"{k}={_yaml(v)}" for k, v in values.items()), VALIDATION,
+                EPOCHS]
 
     def trial_experiment(self, values: dict[str, Any], name: str) -> Experiment:
         return load_experiment(self.base, [*self.trial_overrides(values), f"name={name}"])

@@ -21,7 +21,12 @@ is dropped first: MLflow would otherwise log every trial into that run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import shutil
+import socket
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,10 +37,12 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from leafbench.config import Experiment
+from leafbench.contract import StageResult
 from leafbench.sweep.definition import Sweep
+from leafbench.sweep.epochs import EpochReporter
 from leafbench.sweep.search import PRUNERS, SAMPLERS, counted, suggest, waiting
 
-HEARTBEAT_S, GRACE_S = 10, 60  # server storages: a trial silent for GRACE_S is stale
 PARENT_RUN = "mlflow_parent_run_id"
 GRID_DONE = "grid_enqueued"
 
@@ -63,8 +70,8 @@ def open_study(sweep: Sweep, url: str) -> optuna.Study:
 
     def create() -> optuna.Study:
         return optuna.create_study(
-            storage=_storage(url), study_name=cfg.study, load_if_exists=True,
-            direction=cfg.objective.direction, sampler=SAMPLERS[cfg.sampler](cfg.seed),
+            storage=_storage(url, cfg.heartbeat_s, cfg.grace_s), study_name=cfg.study, load_if_exists=True,
+            direction=cfg.objective.direction, sampler=SAMPLERS[cfg.sampler](_seed(cfg.seed, url)),
             pruner=PRUNERS[cfg.pruner]())
 
     with _quiet_optuna():
@@ -74,13 +81,23 @@ def open_study(sweep: Sweep, url: str) -> optuna.Study:
     return study
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
+def _seed(seed: int, url: str) -> int:
+    """The sampler's seed: the sweep's own for the one sqlite worker (reproducible), mixed with
+    the worker's host and pid on a server storage — workers with one seed would all draw the
+    same points (TPE's random start-up trials first), duplicating each other's work."""
+    if url.startswith("sqlite"):
+        return seed
+    worker = f"{seed}/{socket.gethostname()}/{os.getpid()}".encode()
+    return int.from_bytes(hashlib.sha256(worker).digest()[:4], "big")
+
+
+def _storage(url: str, heartbeat_s: int, grace_s: int) -> optuna.storages.RDBStorage:
     """sqlite: one machine, no heartbeats (SQLite has no row locks to make retries safe).
     A server database: heartbeats, and a stale trial retried once with the same parameters."""
     if url.startswith("sqlite"):
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     return optuna.storages.RDBStorage(
-        url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+        url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
             max_retry=1),
     )
@@ -114,14 +131,51 @@ def run_worker(sweep: Sweep, url: str, n_trials: int | None, tracking: bool = Tr
     done = 0
     while True:
         stopped = _why_stop(study, sweep, done, n_trials, deadline)
-        if stopped:
+        if stopped and not _stale_work_appeared(study, sweep, logger, done, n_trials):
             break
-        study.optimize(lambda trial: _objective(trial, sweep, logger), n_trials=1,
-                       catch=(Exception,), gc_after_trial=False)
+        if stopped:
+            continue  # a dead worker's trial came back to be retried: take it
+        try:
+            study.optimize(lambda trial: _objective(trial, sweep, logger), n_trials=1,
+                           catch=(Exception,), gc_after_trial=False)
+        except optuna.exceptions.UpdateFinishedTrialError as err:
+            # Paused past the grace period: another worker failed this trial as stale and a
+            # retry has taken its place. The late result is refused; carry on.
+            print(f"leafbench sweep: a late result was refused and discarded ({err})",
+                  file=sys.stderr)
         done += 1
     if logger is not None:
+        logger.end_killed(study)
         logger.finish(study)
     return WorkerReport(done, stopped)
+
+
+def _stale_work_appeared(study: optuna.Study, sweep: Sweep, logger: _TrialLogger | None,
+                         done: int, n_trials: int | None) -> bool:
+    """Before leaving: Optuna fails a dead worker's trial only when some worker starts a trial,
+    so the last one of a study would stay RUNNING forever. Wait out the grace period while
+    other trials are running, fail the stale ones (each retried once, as a waiting trial), end
+    their MLflow runs as KILLED; True when a retry is now waiting and this worker may run it."""
+    storage = study._storage
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.grace_period is None:
+        return False
+    cfg = sweep.config
+    if n_trials is not None and done >= n_trials:
+        return False
+    mine = {os.getpid()}
+    deadline = time.monotonic() + cfg.grace_s + 2 * cfg.heartbeat_s
+    while time.monotonic() < deadline:
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.user_attrs.get("worker_pid") not in mine]
+        optuna.storages.fail_stale_trials(study)
+        if logger is not None:
+            logger.end_killed(study)
+        if waiting(study) and (cfg.max_trials is None or counted(study) < cfg.max_trials):
+            return True
+        if not running:
+            return False
+        time.sleep(min(cfg.heartbeat_s, 1.0))
+    return False
 
 
 def _why_stop(study: optuna.Study, sweep: Sweep, done: int, n_trials: int | None,
@@ -140,16 +194,16 @@ def _why_stop(study: optuna.Study, sweep: Sweep, done: int, n_trials: int | None
 
 def _objective(trial: optuna.Trial, sweep: Sweep, logger: _TrialLogger | None) -> float:
     """One trial: the base experiment with the trial's values, run in the shared workspace up to
-    its evaluation."""
-    from leafbench.pipeline import run_experiment
-
+    its evaluation, its distillation answering to the pruner after every epoch."""
     values = suggest(trial, sweep.config)
+    trial.set_user_attr("worker_pid", os.getpid())
+    trial.set_user_attr("worker_host", socket.gethostname())
     exp = sweep.trial_experiment(values, name=f"{sweep.config.study}-trial-{trial.number}")
     run = logger.start(trial, values, exp.to_dict()) if logger else None
     state = "FAILED"
     try:
         start = time.perf_counter()
-        results = run_experiment(exp, until="evaluate")  # interpretation is not the objective
+        results = _run_answering_epochs(trial, exp)
         stages = {r.name: {"status": r.status, "seconds": round(r.seconds, 3)} for r in results}
         metrics = next(r.metrics for r in results if r.name == "evaluate")
         key = sweep.config.objective.key
@@ -162,9 +216,35 @@ def _objective(trial: optuna.Trial, sweep: Sweep, logger: _TrialLogger | None) -
         if logger and run:
             logger.trial_metrics(run, value, metrics, stages)
         return value
+    except optuna.TrialPruned:
+        state = "FINISHED"  # pruned is a normal end; the run's tag says which
+        if logger and run:
+            logger.client.set_tag(run, "optuna.state", "PRUNED")
+        raise
     finally:
         if logger and run:
             logger.end(run, state)
+
+
+def _run_answering_epochs(trial: optuna.Trial, exp: Experiment) -> list[StageResult]:
+    """Run the pipeline up to evaluation while a thread answers distillation's per-epoch
+    handshake (`leafbench.sweep.epochs`); a stop there becomes this trial's pruning."""
+    from leafbench.distill import CONTROL_ENV, DistillationStopped
+    from leafbench.pipeline import run_experiment
+
+    control = Path(tempfile.mkdtemp(prefix=f"leafbench-trial-{trial.number}-"))
+    reporter = EpochReporter(trial, control)
+    reporter.start()
+    os.environ[CONTROL_ENV] = str(control)
+    try:
+        return run_experiment(exp, until="evaluate")  # interpretation is not the objective
+    except DistillationStopped as stopped:
+        trial.set_user_attr("epochs_run", reporter.epochs)
+        raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}") from stopped
+    finally:
+        os.environ.pop(CONTROL_ENV, None)
+        reporter.stop()
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def _enqueue_grid(study: optuna.Study, sweep: Sweep) -> None:
@@ -274,11 +354,22 @@ class _TrialLogger:
     def end(self, run_id: str, state: str) -> None:
         self.client.set_terminated(run_id, state)
 
+    def end_killed(self, study: optuna.Study) -> None:
+        """End as KILLED the MLflow runs of trials that failed without their worker (stale)."""
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            run_id = trial.user_attrs.get("mlflow_run_id")
+            if run_id and self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_tag(run_id, "optuna.state", "FAIL (worker lost)")
+                self.client.set_terminated(run_id, "KILLED")
+
     def finish(self, study: optuna.Study) -> None:
         """The best trial, its config as a ready experiment, and the plots, on the parent run."""
         from leafbench.sweep.report import best_experiment_yaml, write_plots
 
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        # Each worker ends the parent when it leaves (a later worker's trials still nest under
+        # it): a study's run is never left RUNNING by a sweep that has stopped.
+        self.client.set_terminated(self.parent, "FINISHED")
         if not complete:
             return
         best = study.best_trial

@@ -81,8 +81,14 @@ def ensure_experiment(exp: Experiment, uri: str) -> str:
         found = mlflow.get_experiment_by_name(name)  # creates the store's tables
         if found is None:
             artifacts = (Path(exp.workspace).resolve() / "mlflow-artifacts").as_uri()
-            return mlflow.create_experiment(name, artifact_location=artifacts,
-                                            tags=EXPERIMENT_KIND)
+            try:
+                return mlflow.create_experiment(name, artifact_location=artifacts,
+                                                tags=EXPERIMENT_KIND)
+            except mlflow.exceptions.MlflowException:
+                # A server store is not under our lock: another worker created it first.
+                found = mlflow.get_experiment_by_name(name)
+                if found is None:
+                    raise
         if found.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
             mlflow.tracking.MlflowClient(uri).set_experiment_tag(found.experiment_id,
                                                                  *next(iter(EXPERIMENT_KIND.items())))

@@ -1,0 +1,59 @@
+"""The trial's side of distillation's per-epoch handshake: report, ask the pruner, answer.
+
+Distillation (``distill.validate_each_epoch``) scores the student on the validation split after
+every epoch, writes ``epoch-<e>.json`` into the directory ``LEAFBENCH_DISTILL_CONTROL`` names
+and waits for ``epoch-<e>.verdict`` (``continue`` or ``stop``). Files, not callbacks: under
+``accelerate launch`` the trainer lives in other processes. This thread answers: it reports the
+score to the trial as the intermediate value of step e, asks the study's pruner, and says stop
+when the trial should be pruned — so a pruned trial's distillation ends at that epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import optuna
+
+
+class EpochReporter(threading.Thread):
+    """Answers each epoch's question until stopped; remembers the epoch it pruned at."""
+
+    def __init__(self, trial: optuna.Trial, control: Path):
+        super().__init__(daemon=True, name=f"epochs-trial-{trial.number}")
+        self.trial, self.control = trial, control
+        self.pruned_at: int | None = None
+        self.epochs = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        epoch = 1
+        while not self._done.is_set():
+            question = self.control / f"epoch-{epoch}.json"
+            if not question.is_file() and (self.control / f"epoch-{epoch - 1}.json").is_file() \
+                    and not (self.control / f"epoch-{epoch - 1}.verdict").is_file():
+                epoch -= 1  # the distillation asked again (resumed within the trial): answer it
+            if not question.is_file():
+                self._done.wait(0.1)
+                continue
+            score = float(json.loads(question.read_text())["score"])
+            self.trial.report(score, epoch)
+            self.epochs = epoch
+            prune = self.trial.should_prune()
+            if prune:
+                self.pruned_at = epoch
+            _write(self.control / f"epoch-{epoch}.verdict", "stop" if prune else "continue")
+            epoch += 1
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically: the trainer polls for the file and must never read half of it."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
