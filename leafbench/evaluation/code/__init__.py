@@ -10,7 +10,11 @@ pass/fail rules (each module's docstring says exactly how), while every program 
 table, `leafbench.evaluation.registry.TASKS`, names that builder. `scoring` turns responses into
 pass@k and sample rows (the code engine of `harness.evaluate`); `generation` prompts an lm-eval
 model; `passk` is the unbiased estimator; `plain_data` unpickles LiveCodeBench's private tests
-without running anything.
+without running anything. `reference_times` says how HumanEval+ reference times are measured
+(CPU time, fastest of repeats, conditions recorded) so that its limits do not depend on load.
+Checking the checker: `mutants` builds mutants of the canonical solutions, `mutant_oracle`
+derives the verdict each must get from construction and outputs, and `evalplus_reference`
+runs `evalplus.evaluate` itself on them (inside the sandbox, via `evalplus_runner.py`).
 
 Why these are not lm-eval YAML tasks (as leaf_gsm8k and the math tasks are): lm-eval loads a
 task's data through `datasets`' Arrow builders, which cannot type HumanEval+'s test inputs

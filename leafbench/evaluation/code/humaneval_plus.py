@@ -13,8 +13,11 @@ evalplus' import-time copy of the variable is never consulted.
 
 Ground truth. Like evalplus' `get_groundtruth`, expected outputs come from running
 ``prompt + canonical_solution`` on ``base_input`` and on ``plus_input`` (each input deep-copied,
-each call timed), but in our sandbox, one run per problem, cached on disk per problem keyed by a
-digest of the problem, and read back with the plain-data unpickler.
+each call timed), but in our sandbox, cached on disk per problem keyed by a digest of the
+problem, the machine and the timing policy, and read back with the plain-data unpickler. The
+calls are timed so that the limits do not depend on the load at the time (`reference_times`:
+the child's CPU time, the fastest of repeated runs for heavy inputs — evalplus takes one
+wall-clock reading); each entry records its conditions (machine, load, calibration, policy).
 
 A sample's verdict — `evalplus.eval.untrusted_check` semantics, one sandbox run per sample:
 
@@ -24,9 +27,10 @@ A sample's verdict — `evalplus.eval.untrusted_check` semantics, one sandbox ru
   are gone) and with stdout/stderr swallowed and stdin unreadable.
 * Suite "base" runs the base inputs, suite "plus" the plus inputs, each with a fresh exec. Input
   i has the time limit ``max(1.0, 4.0 * t_i)`` (`DEFAULT_MIN_TIME_LIMIT`,
-  `DEFAULT_GT_TIME_LIMIT_FACTOR`, t_i the canonical solution's time); the suite as a whole has
-  ``min(60, sum of limits) + 1`` seconds (EVALPLUS_TIMEOUT_PER_TASK). The first failing input
-  ends the suite (evalplus' default ``fast_check``).
+  `DEFAULT_GT_TIME_LIMIT_FACTOR`, t_i the canonical solution's CPU time, see above); the suite
+  as a whole has ``min(60, sum of limits) + 1`` seconds (EVALPLUS_TIMEOUT_PER_TASK); the
+  candidate is held to them in wall time, as in evalplus. The first failing input ends the
+  suite (evalplus' default ``fast_check``).
 * Output ``out`` vs expected ``exp``: ``out == exp``; for float outputs (``is_floats(exp)``, or
   the task's ``atol`` > 0: HumanEval/2, /4, /32) a mismatch is retried as
   ``type(out) == type(exp)``, equal length for lists/tuples, and
@@ -41,10 +45,12 @@ A sample's verdict — `evalplus.eval.untrusted_check` semantics, one sandbox ru
   pass, as evalplus' ``base_status == plus_status == PASS``. When base fails the plus suite is
   not run (its status is None): the plus verdict is already "fail".
 
-One deliberate difference: evalplus 0.3.1's ``find_zero`` oracle branch ``continue``s before
-recording the input as passed, so its ``untrusted_check`` reports FAIL for every program on
-HumanEval/32, the canonical solution included; upstream evalplus fixed that later (the branch
-now records the pass first). We follow the fixed behaviour, so 164/164 canonical solutions pass.
+Checked against evalplus itself on mutants of the canonical solutions (`mutants`,
+``python -m leafbench.bench.code_mutants``). One deliberate difference: evalplus 0.3.1's
+``find_zero`` oracle branch ``continue``s before recording the input as passed, so its
+``untrusted_check`` reports FAIL for every program on HumanEval/32, the canonical solution
+included; upstream evalplus fixed that later (the branch now records the pass first). We
+follow the fixed behaviour, so 164/164 canonical solutions pass.
 
 Prompts and extraction follow evalplus' codegen for chat models: the user message is evalplus'
 instruction prefix plus the prompt in a fence, and `RESPONSE_PREFIX` (ending in an open
@@ -80,13 +86,20 @@ from leafbench.evaluation.code.execution import (
     unreported_status,
 )
 from leafbench.evaluation.code.plain_data import decode_blob, loads_plain
+from leafbench.evaluation.code.reference_times import (
+    DEFAULT_POLICY,
+    TimingPolicy,
+    conditions,
+    load_average,
+    machine_key,
+)
 from leafbench.evaluation.code.task import CodeTask
 from leafbench.evaluation.sandbox import Limits
 
 LOCAL_FILE = "humaneval_plus/HumanEvalPlus-v0.1.10.jsonl.gz"
 OVERRIDE_ENV = "HUMANEVAL_OVERRIDE_PATH"
 CACHE_ENV = "LEAFBENCH_CACHE_DIR"
-TRUTH_VERSION = 1  # bump when the ground-truth computation changes
+TRUTH_VERSION = 2  # bump when the ground-truth computation changes (2: CPU time, min of runs)
 TRUTH_BATCH = 8  # canonical solutions per sandbox run
 SUITE_BUDGET_CAP = 60.0  # evalplus' EVALPLUS_TIMEOUT_PER_TASK default
 
@@ -126,7 +139,7 @@ class _GroundTruth:
     """The expected outputs of the problems scored so far, computed once per task object."""
 
     cache_dir: str | Path | None = None
-    truth: dict[str, dict[str, list]] = field(default_factory=dict)
+    truth: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def prepare(self, docs: Sequence[dict[str, Any]], workers: int) -> None:
         todo = [d for d in docs if d["task_id"] not in self.truth]
@@ -318,10 +331,15 @@ def problem_digest(problem: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def truth_path(problem: dict[str, Any], cache_dir: Path) -> Path:
+def truth_path(
+    problem: dict[str, Any], cache_dir: Path, policy: TimingPolicy = DEFAULT_POLICY
+) -> Path:
+    """Where `problem`'s ground truth is cached: per truth version, interpreter, machine (times
+    from another CPU are never reused) and timing policy."""
     version = f"truth-v{TRUTH_VERSION}-py{sys.version_info[0]}{sys.version_info[1]}"
+    timing = f"{machine_key()}-{policy.key()}"
     name = f"{problem['task_id'].replace('/', '_')}-{problem_digest(problem)}.pkl"
-    return cache_dir / "humaneval_plus" / version / name
+    return cache_dir / "humaneval_plus" / version / timing / name
 
 
 def ground_truth(
@@ -330,25 +348,32 @@ def ground_truth(
     cache_dir: str | Path | None = None,
     workers: int = DEFAULT_WORKERS,
     batch: int = TRUTH_BATCH,
-) -> dict[str, dict[str, list]]:
-    """{task_id: {"base", "base_time", "plus", "plus_time"}} for `problems`: from the cache, or
-    by running the canonical solutions in the sandbox (then cached). The canonical solutions are
-    trusted, so `batch` problems share one sandbox run (each suite still gets a fresh exec)."""
+    policy: TimingPolicy = DEFAULT_POLICY,
+) -> dict[str, dict[str, Any]]:
+    """{task_id: {"base", "base_time", "plus", "plus_time", "conditions"}} for `problems`: from
+    the cache, or by running the canonical solutions in the sandbox (then cached). The canonical
+    solutions are trusted, so `batch` problems share one sandbox run (each suite still gets a
+    fresh exec). Times are taken as `policy` says; "conditions" records how and where."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    truth: dict[str, dict[str, list]] = {}
+    truth: dict[str, dict[str, Any]] = {}
     missing = []
     for p in problems:
-        path = truth_path(p, cache)
+        path = truth_path(p, cache, policy)
         if path.is_file():
             truth[p["task_id"]] = loads_plain(path.read_bytes())
         else:
             missing.append(p)
+    load_before = load_average()
     groups = [missing[i : i + batch] for i in range(0, len(missing), batch)]
-    results = run_jobs(groups, lambda group: (_truth_job(group), _TRUTH_LIMITS), workers=workers)
+    results = run_jobs(
+        groups, lambda group: (_truth_job(group, policy), _TRUTH_LIMITS), workers=workers
+    )
     for group, result in zip(groups, results, strict=True):
+        calibration = [r["calibration"] for r in result.reports if "calibration" in r]
+        recorded = conditions(policy, load_before=load_before, calibration=calibration)
         for p in group:
-            entry = _read_truth(p, result)
-            _write_atomic(truth_path(p, cache), entry)
+            entry = {**_read_truth(p, result), "conditions": recorded}
+            _write_atomic(truth_path(p, cache, policy), entry)
             truth[p["task_id"]] = entry
     return truth
 
@@ -359,9 +384,10 @@ _TRUTH_LIMITS = Limits(
 )
 
 
-def _truth_job(problems: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _truth_job(problems: Sequence[dict[str, Any]], policy: TimingPolicy) -> dict[str, Any]:
     return {
         "mode": "evalplus_truth",
+        "timing": policy.job_fields(),
         "problems": [
             {
                 "task_id": p["task_id"],
@@ -394,7 +420,7 @@ def _read_truth(problem: dict[str, Any], result: JobResult) -> dict[str, list]:
     return entry
 
 
-def _write_atomic(path: Path, entry: dict[str, list]) -> None:
+def _write_atomic(path: Path, entry: dict[str, Any]) -> None:
     import pickle
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -423,7 +449,7 @@ def _is_floats(x: Any) -> bool:
     return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(i, float) for i in x)
 
 
-def check_job(problem: dict[str, Any], truth: dict[str, list], code: str) -> tuple[dict, Limits]:
+def check_job(problem: dict[str, Any], truth: dict[str, Any], code: str) -> tuple[dict, Limits]:
     """The sandbox job testing `code` on `problem` and the limits to run it under."""
     suites, total = [], 0.0
     for name in ("base", "plus"):

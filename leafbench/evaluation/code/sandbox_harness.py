@@ -18,7 +18,9 @@ exact correspondence:
 
 ``evalplus``       HumanEval+ differential testing, `evalplus.eval.unsafe_execute` semantics.
 ``evalplus_truth`` runs the canonical solution to record expected outputs and reference times
-                   (`evalplus.gen.util.trusted_exec`).
+                   (`evalplus.gen.util.trusted_exec`, timed as `reference_times` says).
+``outputs``        what a program does on HumanEval+ inputs (outputs, exceptions, CPU times),
+                   for the expected verdicts of mutants (`mutant_oracle`); judges nothing.
 ``exec``           exec one program in fresh globals (DeepSeek-Coder's LeetCode harness).
 ``lcb``            LiveCodeBench's `testing_util.run_test` (functional and stdin problems).
 """
@@ -198,10 +200,21 @@ def _evalplus_suite(job, suite, oracle):
     return "pass", None, ""
 
 
+# The clocks a ground-truth job may time calls with (`reference_times.TimingPolicy.clock`):
+# the process's CPU time (getrusage's figure, what load does not inflate), or evalplus' wall time.
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+WALL_POLICY = {"clock": "wall", "repeats": 1, "repeat_from": 0.0}  # evalplus' trusted_exec
+
+
 def run_evalplus_truth(job, report):
     """Expected outputs and reference times of canonical solutions, per problem and suite, as
     evalplus' trusted_exec: a fresh exec per suite, each input deep-copied before the timed
-    call. Outputs travel back pickled (leafbench reads them with a plain-data unpickler)."""
+    call — timed with the job's clock, heavy inputs repeated and the fastest run kept, and the
+    machine's speed calibrated before and after (see `reference_times`). Outputs travel back
+    pickled (leafbench reads them with a plain-data unpickler)."""
+    policy = job.get("timing") or WALL_POLICY
+    clock = CLOCKS[policy["clock"]]
+    report(calibration=_calibrate())
     for problem in job["problems"]:
         for suite in problem["suites"]:
             exec_globals = {}
@@ -210,12 +223,131 @@ def run_evalplus_truth(job, report):
                 fn = exec_globals[problem["entry_point"]]
                 outputs, times = [], []
                 for inp in suite["inputs"]:
-                    inp = copy.deepcopy(inp)
-                    start = time.perf_counter()
-                    outputs.append(fn(*inp))
-                    times.append(time.perf_counter() - start)
+                    out, seconds = _timed_call(fn, inp, clock)
+                    if seconds >= policy["repeat_from"]:
+                        for _ in range(policy["repeats"] - 1):
+                            seconds = min(seconds, _timed_call(fn, inp, clock)[1])
+                    outputs.append(out)
+                    times.append(seconds)
             blob = base64.b64encode(zlib.compress(pickle.dumps(outputs, protocol=4))).decode()
             report(task_id=problem["task_id"], suite=suite["name"], outputs=blob, times=times)
+    report(calibration=_calibrate())
+
+
+def _timed_call(fn, inp, clock):
+    inp = copy.deepcopy(inp)
+    start = clock()
+    out = fn(*inp)
+    return out, clock() - start
+
+
+def _calibrate(rounds=1_000_000):
+    """CPU and wall seconds of a fixed pure-Python workload: the machine's speed right now."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    total = 0
+    for i in range(rounds):
+        total += i * i % 7
+    return {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
+
+
+# ------------------------------------------------------------------------------ outputs
+class CpuCapExceeded(Exception):  # noqa: N818 - raised by the CPU-time timer
+    pass
+
+
+def _raise_cpu_cap(signum, frame):
+    raise CpuCapExceeded("CPU-time cap exceeded")
+
+
+@contextlib.contextmanager
+def cpu_limit(seconds):
+    """SIGPROF after `seconds` of this process's CPU time (ITIMER_PROF): a cap that load does
+    not bring closer, for telling a program that never ends from one that is merely slow."""
+    signal.signal(signal.SIGPROF, _raise_cpu_cap)
+    # re-armed every 0.5 s of CPU: a program that swallows the first exception gets another
+    signal.setitimer(signal.ITIMER_PROF, max(seconds, 1e-3), 0.5)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+def _poly_root(inp, out, atol):
+    """HumanEval/32's specification: `out` is a root of the polynomial `inp[0]` (coefficients
+    from the constant term up, evaluated as its prompt's ``poly`` does) within `atol`."""
+    import math
+
+    if isinstance(out, bool) or not isinstance(out, (int, float)):
+        return False
+    try:
+        value = sum(coeff * math.pow(out, i) for i, coeff in enumerate(inp[0]))
+    except (OverflowError, ValueError):
+        return False
+    return abs(value) <= atol
+
+
+# How an output is accepted when telling what a program does: Python equality with the
+# canonical output, or (HumanEval/32) being a root as the task asks.
+ACCEPT = {
+    "equal": lambda inp, out, exp, atol: out == exp,
+    "root": lambda inp, out, exp, atol: _poly_root(inp, out, atol),
+}
+
+
+def run_outputs(job, report):
+    """What a program does on each suite's inputs, for the expected verdicts of mutants: every
+    input deep-copied and called under a CPU-time cap, its CPU time recorded, until the first
+    input whose output is not accepted (`ACCEPT`), that raises, or that hits its cap — that
+    one is reported with its output (pickled, when it pickles). Later suites are skipped once
+    one stops. Nothing here judges by time: the caller compares the times with the limits."""
+    accept = ACCEPT[job["accept"]]
+    reliability_guard(job.get("memory_bytes"))
+    for suite in job["suites"]:
+        times, stop = [], None
+        exec_globals = {}
+        try:
+            with swallow_io():
+                exec(job["code"], exec_globals)
+                fn = exec_globals[job["entry_point"]]
+        except BaseException as exc:
+            stop = {"index": None, "what": "raised", "reason": _describe(exc)}
+        total_cap = suite["total_cap"]
+        for i, (inp, exp) in enumerate(zip(suite["inputs"], suite["expected"], strict=True)):
+            if stop is not None:
+                break
+            if sum(times) > total_cap:
+                stop = {"index": i, "what": "cpu_cap", "reason": f"suite over {total_cap:.3g}s"}
+                break
+            inp = copy.deepcopy(inp)
+            start = time.process_time()
+            try:
+                with cpu_limit(suite["caps"][i]), swallow_io():
+                    out = fn(*inp)
+            except CpuCapExceeded:
+                stop = {"index": i, "what": "cpu_cap", "reason": f"over {suite['caps'][i]:.3g}s"}
+                break
+            except BaseException as exc:
+                stop = {"index": i, "what": "raised", "reason": _describe(exc)}
+                break
+            finally:
+                times.append(time.process_time() - start)
+            try:
+                accepted = bool(accept(inp, out, exp, job["atol"]))
+            except BaseException as exc:
+                accepted, out = False, f"<comparison raised {_describe(exc)}>"
+            if not accepted:
+                stop = {"index": i, "what": "differs", "reason": "output not accepted",
+                        "output": _pickled(out)}
+        report(suite=suite["name"], times=times, stop=stop)
+        if stop is not None:
+            return
+
+
+def _pickled(value):
+    try:
+        return base64.b64encode(zlib.compress(pickle.dumps(value, protocol=4))).decode()
+    except BaseException:
+        return None
 
 
 # ------------------------------------------------------------------------------ exec
@@ -407,6 +539,7 @@ def _lcb_stdio(job):
 RUNNERS = {
     "evalplus": run_evalplus,
     "evalplus_truth": run_evalplus_truth,
+    "outputs": run_outputs,
     "exec": run_exec,
     "lcb": run_lcb,
 }
