@@ -194,6 +194,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "leafbench.bench.sandbox")
     session.run("python", "-m", "leafbench.bench.sandbox_accounts")  # root: switches accounts
     session.run("python", "-m", "leafbench.bench.answer_variants")
+    session.run("python", "-m", "leafbench.bench.code_mutants")
+    session.run("python", "-m", "leafbench.bench.reference_times")
     session.run("python", "-m", "leafbench.bench.sweep")
 
 
