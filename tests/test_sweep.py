@@ -118,6 +118,10 @@ def test_trials_share_the_stage_cache_and_log_under_one_parent_run(
         assert float(run.data.params["distill.loss.lambda"]) == pytest.approx(
             trial.params["distill.loss.lambda"])
         assert {"seconds.mine", "seconds.distill"} <= set(run.data.metrics)
+        history = client.get_metric_history(run.info.run_id, "validation_score")
+        assert sorted(m.step for m in history) == [1, 2]  # every epoch, as the pruner saw it
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == [
+            trial.intermediate_values[1], trial.intermediate_values[2]]
     artifacts = [a.path for a in client.list_artifacts(parent_id)]
     assert "best_experiment.yaml" in artifacts and "plots" in artifacts
     plots = {Path(a.path).name for a in client.list_artifacts(parent_id, "plots")}

@@ -145,3 +145,55 @@ def test_two_workers_take_each_grid_point_exactly_once(experiment, postgres_url)
     trials = optuna.load_study(study_name="grid", storage=storage).trials
     assert sorted(t.params["mining.threshold.tau"] for t in trials) == [0.05, 0.10, 0.15]
     assert {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_a_worker_paused_past_the_grace_period_has_its_late_result_refused(
+        experiment, postgres_url):  # noqa: F811
+    """SIGSTOP a worker mid-trial for longer than the grace period: the other worker fails its
+    trial and retries it; when the paused worker resumes, its late result is refused with a
+    message, and it carries on without crashing the sweep."""
+    storage, mlflow_uri = fresh_database(postgres_url), fresh_database(postgres_url)
+    MlflowClient(mlflow_uri).search_experiments()
+    sweep = _sweep_file(experiment, "paused", sampler="tpe", max_trials=3, dimensions={
+        "mining.threshold.tau": {"type": "categorical", "choices": [0.05, 0.15]},
+        "distill.loss.lambda": {"type": "float", "low": 0.0, "high": 1.0}})
+    paused = _worker(sweep, storage, mlflow_uri)
+    other = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                study = optuna.load_study(study_name="paused", storage=storage)
+            except KeyError:
+                time.sleep(0.5)
+                continue
+            if _running_trial_of(study, paused.pid) is not None:
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the worker never started a trial")
+        os.killpg(paused.pid, signal.SIGSTOP)
+        victim = _running_trial_of(study, paused.pid)
+        assert victim is not None
+        other = _worker(sweep, storage, mlflow_uri)
+        # Resume only once the other worker, starting a trial past the grace period, has
+        # failed the paused worker's trial.
+        deadline = time.monotonic() + 300
+        while study._storage.get_trial(victim._trial_id).state != TrialState.FAIL:
+            assert time.monotonic() < deadline, "the paused worker's trial was never failed"
+            assert other.poll() is None, other.communicate()[0][-3000:]
+            time.sleep(0.5)
+        os.killpg(paused.pid, signal.SIGCONT)
+        outputs = [p.communicate(timeout=600)[0] for p in (paused, other)]
+        assert [paused.returncode, other.returncode] == [0, 0], outputs[0][-6000:]
+    finally:
+        for proc in (paused, other):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    trials = optuna.load_study(study_name="paused", storage=storage).trials
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
+    assert states.count(TrialState.COMPLETE) == 3, states
+    first = next(t for t in trials if t.user_attrs.get("worker_pid") == paused.pid)
+    assert first.state == TrialState.FAIL, states  # its late result did not overwrite the FAIL
+    assert "late result was refused" in outputs[0], outputs[0][-3000:]

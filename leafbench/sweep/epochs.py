@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -21,9 +22,10 @@ import optuna
 class EpochReporter(threading.Thread):
     """Answers each epoch's question until stopped; remembers the epoch it pruned at."""
 
-    def __init__(self, trial: optuna.Trial, control: Path):
+    def __init__(self, trial: optuna.Trial, control: Path,
+                 on_report: Callable[[int, float], None] | None = None):
         super().__init__(daemon=True, name=f"epochs-trial-{trial.number}")
-        self.trial, self.control = trial, control
+        self.trial, self.control, self.on_report = trial, control, on_report
         self.pruned_at: int | None = None
         self.epochs = 0
         self._done = threading.Event()
@@ -41,6 +43,8 @@ class EpochReporter(threading.Thread):
             score = float(json.loads(question.read_text())["score"])
             self.trial.report(score, epoch)
             self.epochs = epoch
+            if self.on_report is not None:
+                self.on_report(epoch, score)
             prune = self.trial.should_prune()
             if prune:
                 self.pruned_at = epoch

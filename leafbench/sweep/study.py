@@ -138,9 +138,13 @@ def run_worker(sweep: Sweep, url: str, n_trials: int | None, tracking: bool = Tr
         try:
             study.optimize(lambda trial: _objective(trial, sweep, logger), n_trials=1,
                            catch=(Exception,), gc_after_trial=False)
-        except optuna.exceptions.UpdateFinishedTrialError as err:
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as err:
             # Paused past the grace period: another worker failed this trial as stale and a
-            # retry has taken its place. The late result is refused; carry on.
+            # retry has taken its place; the storage refuses the late result ("Cannot tell a
+            # FAIL trial"). Discard it and carry on. Any other ValueError is a real error.
+            if not isinstance(err, optuna.exceptions.UpdateFinishedTrialError) and \
+                    not str(err).startswith("Cannot tell a"):
+                raise
             print(f"leafbench sweep: a late result was refused and discarded ({err})",
                   file=sys.stderr)
         done += 1
@@ -203,7 +207,8 @@ def _objective(trial: optuna.Trial, sweep: Sweep, logger: _TrialLogger | None) -
     state = "FAILED"
     try:
         start = time.perf_counter()
-        results = _run_answering_epochs(trial, exp)
+        results = _run_answering_epochs(
+            trial, exp, logger.epoch_logger(run) if logger and run else None)
         stages = {r.name: {"status": r.status, "seconds": round(r.seconds, 3)} for r in results}
         metrics = next(r.metrics for r in results if r.name == "evaluate")
         key = sweep.config.objective.key
@@ -226,14 +231,16 @@ def _objective(trial: optuna.Trial, sweep: Sweep, logger: _TrialLogger | None) -
             logger.end(run, state)
 
 
-def _run_answering_epochs(trial: optuna.Trial, exp: Experiment) -> list[StageResult]:
+def _run_answering_epochs(trial: optuna.Trial, exp: Experiment,
+                          on_report: Callable[[int, float], None] | None = None
+                          ) -> list[StageResult]:
     """Run the pipeline up to evaluation while a thread answers distillation's per-epoch
     handshake (`leafbench.sweep.epochs`); a stop there becomes this trial's pruning."""
     from leafbench.distill import CONTROL_ENV, DistillationStopped
     from leafbench.pipeline import run_experiment
 
     control = Path(tempfile.mkdtemp(prefix=f"leafbench-trial-{trial.number}-"))
-    reporter = EpochReporter(trial, control)
+    reporter = EpochReporter(trial, control, on_report)
     reporter.start()
     os.environ[CONTROL_ENV] = str(control)
     try:
@@ -350,6 +357,12 @@ class _TrialLogger:
         for stage, info in stages.items():
             self.client.log_metric(run_id, f"seconds.{stage}", info["seconds"])
             self.client.set_tag(run_id, f"stage.{stage}", info["status"])
+
+    def epoch_logger(self, run_id: str) -> Callable[[int, float], None]:
+        """Each epoch's validation score as the trial run's `validation_score` at that step."""
+        def log(epoch: int, score: float) -> None:
+            self.client.log_metric(run_id, "validation_score", score, step=epoch)
+        return log
 
     def end(self, run_id: str, state: str) -> None:
         self.client.set_terminated(run_id, state)
