@@ -100,6 +100,10 @@ class DataConfig(Strict):
     train: str = "synthetic"
     max_samples: PositiveInt | None = None
     max_length: PositiveInt = 512
+    # {task: JSONL of that task's items} scored when `evaluate.split` is `validation` (a sweep's
+    # objective), for tasks other than the testbed's (which has its own validation split). A
+    # tuning set must not be a reported test set: give items held out of the benchmark's test.
+    validation: dict[str, str] = {}
 
 
 class ThresholdConfig(Strict):
@@ -455,6 +459,10 @@ def _check_files(exp: Experiment, path: Path, raw: dict[str, Any]) -> None:
             raise ConfigError(
                 str(path), f"models.{role}", ref, "expected an existing model directory"
             )
+    for task, file in exp.data.validation.items():
+        if not Path(file).is_file():
+            raise ConfigError(str(path), f"data.validation.{task}", file,
+                              "expected an existing JSONL file")
     launch_cfg = exp.distill.launch.accelerate_config
     if launch_cfg is not None and not Path(launch_cfg).is_file():
         raise ConfigError(str(path), "distill.launch.accelerate_config", launch_cfg,

@@ -18,6 +18,7 @@ from conftest import small_experiment
 from mlflow.tracking import MlflowClient
 
 from leafbench import cli
+from leafbench.errors import ConfigError
 from leafbench.sweep import load_sweep
 from leafbench.sweep.study import PARENT_RUN
 
@@ -68,6 +69,8 @@ def study_of(experiment: Path, name: str) -> optuna.Study:
     ({"sampler": "grid", "dimensions": {"distill.lr": {"type": "float", "low": 0.001,
                                                        "high": 0.01}}},
      "dimensions.distill.lr", "needs 'step'"),
+    ({"overrides": {"evaluate.tasks": ["leaf_synthetic", "leaf_gsm8k"]}},
+     "data.validation.leaf_gsm8k", "never the test set"),
 ])
 def test_a_bad_sweep_exits_2_naming_file_and_field(experiment, capsys, fields, field, words):
     path = write_sweep(experiment, "bad", **fields)
@@ -179,3 +182,17 @@ def test_a_pruned_trial_stops_its_distillation_after_the_epoch_the_pruner_reject
     assert 0.0 <= frozen.intermediate_values[1] <= 1.0
     distilled = Path(exp.workspace) / "artifacts" / "distill"
     assert not list(distilled.glob("*.partial")), "a stopped distillation left its partial run"
+
+
+def test_a_real_task_is_tuned_on_the_validation_file_the_experiment_names(experiment, tmp_path):
+    held_out = tmp_path / "gsm8k_validation.jsonl"
+    held_out.write_text('{"question": "What is 2 + 2?", "answer": "4\\n#### 4"}\n')
+    path = write_sweep(experiment, "real", overrides={
+        "evaluate.tasks": ["leaf_synthetic", "leaf_gsm8k"],
+        "data.validation": {"leaf_gsm8k": str(held_out)}})
+    sweep = load_sweep(path)
+    assert sweep.experiment.data.validation == {"leaf_gsm8k": str(held_out)}
+    missing = write_sweep(experiment, "real-missing", overrides={
+        "data.validation": {"leaf_gsm8k": str(tmp_path / "absent.jsonl")}})
+    with pytest.raises(ConfigError, match="data.validation.leaf_gsm8k"):
+        load_sweep(missing)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from leafbench.contract import StageContext, artifact, digest
+from leafbench.contract import StageContext, artifact, digest, file_hash
 from leafbench.errors import ConfigError
 from leafbench.evaluation.results import SCHEMA_VERSION
 from leafbench.evaluation.sandbox import unsandboxed_permitted
@@ -35,19 +35,19 @@ def run_evaluate(ctx: StageContext) -> dict[str, float]:
     from leafbench.evaluation.harness import run_evaluation  # lm-eval: only when evaluating
 
     cfg = ctx.exp.evaluate
-    split = {"test": ctx.refs.test_jsonl, "validation": ctx.refs.validation_jsonl}[cfg.split]
-    if cfg.split == "validation" and split is None:
-        raise ConfigError("evaluate.split", "evaluate.split", cfg.split,
-                          "only the synthetic testbed has a validation split")
-    data_files = {"leaf_synthetic": str(split)} if split else None
+    data_files = _split_files(ctx)
     models = role_models(ctx)
     metrics: dict[str, float] = {}
     for role in cfg.models:
         ref, identity = models[role]
         # The result schema is in the key: a cached evaluation in an older format is redone.
-        key = digest({"model": identity, "testbed": ctx.refs.identity.get("testbed"),
-                      "evaluate": ctx.exp.section("evaluate") | {"models": None},
-                      "schema": SCHEMA_VERSION})
+        payload = {"model": identity, "testbed": ctx.refs.identity.get("testbed"),
+                   "evaluate": ctx.exp.section("evaluate") | {"models": None},
+                   "schema": SCHEMA_VERSION}
+        if cfg.split == "validation":  # what the validation files hold decides the scores
+            payload["validation"] = {task: file_hash(Path(path))
+                                     for task, path in sorted(ctx.exp.data.validation.items())}
+        key = digest(payload)
         cached = ctx.workspace / "artifacts" / "eval" / key
 
         def evaluate(lease: Lease, ref: str = ref, cached: Path = cached) -> None:
@@ -74,6 +74,23 @@ def run_evaluate(ctx: StageContext) -> dict[str, float]:
         shutil.copytree(cached, ctx.out / role)
         metrics.update(_flatten(role, json.loads((cached / artifact("evaluate", "results")).read_text())))
     return metrics
+
+
+def _split_files(ctx: StageContext) -> dict[str, str] | None:
+    """The data each task is scored on: the test split, or for `evaluate.split: validation`
+    the testbed's validation split and `data.validation`'s files (every task needs one)."""
+    cfg = ctx.exp.evaluate
+    if cfg.split == "test":
+        return {"leaf_synthetic": str(ctx.refs.test_jsonl)} if ctx.refs.test_jsonl else None
+    files = dict(ctx.exp.data.validation)
+    if ctx.refs.validation_jsonl is not None:
+        files["leaf_synthetic"] = str(ctx.refs.validation_jsonl)
+    missing = [task for task in cfg.tasks if task not in files]
+    if missing:
+        raise ConfigError("evaluate.split", f"data.validation.{missing[0]}", None,
+                          "evaluate.split is validation, and this task has no validation data "
+                          "(only the synthetic testbed has its own)")
+    return files
 
 
 def _sandbox_opt_in(unsandboxed: bool) -> contextlib.AbstractContextManager[None]:

@@ -190,12 +190,16 @@ def _check_objective(sweep: Sweep, source: str) -> None:
     if objective.role not in exp.evaluate.models:
         raise ConfigError(source, "objective.role", objective.role,
                           f"the experiment evaluates {exp.evaluate.models}")
-    # Only the testbed has a validation split so far; a real task's test set is never tuned on.
-    if objective.task != "leaf_synthetic" or "synthetic" not in (
-            exp.data.train, exp.models.teacher.split(":")[0]):
-        raise ConfigError(source, "objective.task", objective.task,
-                          "the objective must read a validation split, and only the synthetic "
-                          "testbed (leaf_synthetic) has one; a test set is never tuned on")
+    # Trials score the validation split: every evaluated task needs one (a test set is never
+    # tuned on). The testbed has its own; any other task needs `data.validation.<task>`.
+    testbed = "synthetic" in (exp.data.train, exp.models.teacher.split(":")[0])
+    for task in exp.evaluate.tasks:
+        if task in exp.data.validation or (task == "leaf_synthetic" and testbed):
+            continue
+        raise ConfigError(source, f"data.validation.{task}", None,
+                          "trials are scored on a validation split and this task has none: "
+                          "name a JSONL of held-out items (never the test set) in the "
+                          "experiment's data.validation")
 
 
 def _is_field(model: type[BaseModel], parts: list[str]) -> bool:
