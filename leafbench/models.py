@@ -45,3 +45,26 @@ def load_causal_lm(ref: str, dtype: str = "float32", device: str = "auto",
         # transformers' typed wrapper around `.to` mis-declares its first argument
         cast(Any, model).to(device)
     return model
+
+
+@torch.no_grad()
+def greedy_generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
+                    batch_size: int) -> list[str]:
+    """Greedy continuations of already rendered prompts (their template carries the bos), in
+    left-padded batches; each stops at eos. The tokenizer's padding side is restored: callers
+    save this tokenizer with their models."""
+    device = next(model.parameters()).device
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    out: list[str] = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(device)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+            out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:],
+                                          skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return out

@@ -75,6 +75,24 @@ def _running_trial_of(study: optuna.Study, pid: int) -> optuna.trial.FrozenTrial
     return None
 
 
+def _wait_for_trial_of(worker: subprocess.Popen, storage: str, name: str
+                       ) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """Wait until `worker` is running a trial with its MLflow run started; the study and it."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, worker.communicate()[0][-3000:]
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            time.sleep(0.5)
+            continue
+        trial = _running_trial_of(study, worker.pid)
+        if trial is not None and trial.user_attrs.get("mlflow_run_id"):
+            return study, trial
+        time.sleep(0.3)
+    pytest.fail(f"worker {worker.pid} never started a trial of {name}")
+
+
 def test_a_killed_worker_s_trial_is_failed_retried_once_and_nothing_is_left_running(
         experiment, postgres_url):  # noqa: F811
     storage, mlflow_uri = fresh_database(postgres_url), fresh_database(postgres_url)
@@ -85,21 +103,7 @@ def test_a_killed_worker_s_trial_is_failed_retried_once_and_nothing_is_left_runn
     victim = _worker(sweep, storage, mlflow_uri)
     survivor = _worker(sweep, storage, mlflow_uri)
     try:
-        study = None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                study = optuna.load_study(study_name="killed", storage=storage)
-            except KeyError:
-                time.sleep(0.5)
-                continue
-            trial = _running_trial_of(study, victim.pid)
-            if trial is not None and trial.user_attrs.get("mlflow_run_id"):
-                break
-            assert victim.poll() is None, victim.communicate()[0][-3000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail("the victim never started a trial")
+        _wait_for_trial_of(victim, storage, "killed")
         time.sleep(1.0)  # mid-trial
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
@@ -160,21 +164,8 @@ def test_a_worker_paused_past_the_grace_period_has_its_late_result_refused(
     paused = _worker(sweep, storage, mlflow_uri)
     other = None
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                study = optuna.load_study(study_name="paused", storage=storage)
-            except KeyError:
-                time.sleep(0.5)
-                continue
-            if _running_trial_of(study, paused.pid) is not None:
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail("the worker never started a trial")
+        study, victim = _wait_for_trial_of(paused, storage, "paused")
         os.killpg(paused.pid, signal.SIGSTOP)
-        victim = _running_trial_of(study, paused.pid)
-        assert victim is not None
         other = _worker(sweep, storage, mlflow_uri)
         # Resume only once the other worker, starting a trial past the grace period, has
         # failed the paused worker's trial.

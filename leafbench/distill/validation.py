@@ -32,7 +32,7 @@ from leafbench.distill.control import (
     control_timeout,
 )
 from leafbench.evaluation import extract_strict, is_correct
-from leafbench.models import load_causal_lm
+from leafbench.models import greedy_generate, load_causal_lm
 from leafbench.samples import chat_prompt, read_jsonl
 
 VALIDATION_LOG = artifact("distill", "validation")
@@ -68,27 +68,11 @@ def exact_match(responses: Sequence[str], records: Sequence[Mapping[str, Any]]) 
     return hits / max(len(records), 1)
 
 
-@torch.no_grad()
 def greedy_responses(model: Any, tokenizer: Any, instructions: Sequence[str],
                      max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy continuations of the chat prompts, in left-padded batches; stops at eos. The
-    tokenizer's padding side is restored: the stage saves this tokenizer with the student."""
-    device = next(model.parameters()).device
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    out: list[str] = []
-    try:
-        for i in range(0, len(instructions), batch_size):
-            prompts = [chat_prompt(tokenizer, x) for x in instructions[i:i + batch_size]]
-            enc = tokenizer(prompts, return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)  # the template has its bos
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:],
-                                          skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return out
+    """Greedy continuations of the chat prompts (`models.greedy_generate`)."""
+    prompts = [chat_prompt(tokenizer, x) for x in instructions]
+    return greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
 
 
 class EpochValidation:

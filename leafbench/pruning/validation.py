@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import torch
-
 from leafbench.evaluation import extract_flexible, extract_strict, is_correct
+from leafbench.models import greedy_generate
 from leafbench.samples import render_prompt
 
 
@@ -34,27 +33,11 @@ def _boxed(response: str, gold: str) -> bool:
 CHECKERS: dict[str, Callable[[str, str], bool]] = {"numeric": _numeric, "boxed": _boxed}
 
 
-@torch.no_grad()
 def greedy_answers(model: Any, tokenizer: Any, instructions: list[str], max_new_tokens: int,
                    batch_size: int = 32) -> list[str]:
-    """Greedy responses, left-padded batches; generation stops at EOS."""
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    out: list[str] = []
-    try:
-        for i in range(0, len(instructions), batch_size):
-            prompts = [render_prompt(tokenizer, inst)[0] for inst in instructions[i:i + batch_size]]
-            enc = tokenizer(prompts, return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:],
-                                          skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return out
+    """Greedy responses to the rendered prompts, left-padded batches; generation stops at EOS."""
+    prompts = [render_prompt(tokenizer, inst)[0] for inst in instructions]
+    return greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
 
 
 def validate_counterfactuals(items: Sequence[Mapping[str, Any]], golds: dict[str, str], teacher: Any,
