@@ -105,14 +105,15 @@ def _storage(url: str, heartbeat_s: int, grace_s: int) -> optuna.storages.RDBSto
 
 def _create_or_load(create: Callable[[], optuna.Study]) -> optuna.Study:
     """Two workers starting at once on an empty PostgreSQL database both create Optuna's tables
-    and study, and the loser fails on a unique constraint (the transaction leaves nothing
-    half-made): try again, which then finds what the winner created."""
+    and study, and the loser fails — on a unique constraint, or on a table or type that now
+    exists (each creation is one transaction, so nothing is left half-made): try again, which
+    then finds what the winner created."""
     import sqlalchemy.exc
 
     for attempt in range(5):
         try:
             return create()
-        except sqlalchemy.exc.IntegrityError:
+        except sqlalchemy.exc.DBAPIError:  # IntegrityError, ProgrammingError (DuplicateObject)
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
