@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from leafbench.evaluation.grading import FILTERS, get_grader
+from leafbench.evaluation.paper_grading import top_level_parts
 from leafbench.evaluation.registry import get_task
 
 TASKS = ("leaf_gsm8k", "leaf_math500", "leaf_olympiadbench")
@@ -190,14 +191,7 @@ def _is_number(text: str) -> bool:
 
 
 def _top_level_split(s: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(s):
-        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            parts.append(s[start:i])
-            start = i + 1
-    parts.append(s[start:])
-    return [p.strip() for p in parts]
+    return [p.strip() for p in top_level_parts(s)]
 
 
 def _is_list(item: Item) -> bool:

@@ -391,7 +391,7 @@ def _sympy(text: str) -> Any:
     from sympy import Tuple
     from sympy.parsing.sympy_parser import parse_expr
 
-    parts = _top_level_parts(text)
+    parts = top_level_parts(text)
     if len(parts) > 1:
         parsed = [_sympy(p) for p in parts]
         return text if any(isinstance(p, str) for p in parsed) else Tuple(*parsed)
@@ -412,7 +412,8 @@ def _sympy(text: str) -> Any:
         return text
 
 
-def _top_level_parts(text: str) -> list[str]:
+def top_level_parts(text: str) -> list[str]:
+    """`text` split at the commas outside any brackets (the items of a list answer)."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
