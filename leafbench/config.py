@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from leafbench import heldout
 from leafbench.errors import ConfigError
 from leafbench.vocabulary import MISMATCH, local_mismatch
 
@@ -463,10 +464,35 @@ def _check_files(exp: Experiment, path: Path, raw: dict[str, Any]) -> None:
         if not Path(file).is_file():
             raise ConfigError(str(path), f"data.validation.{task}", file,
                               "expected an existing JSONL file")
+        _check_held_out(exp, path, task, Path(file))
     launch_cfg = exp.distill.launch.accelerate_config
     if launch_cfg is not None and not Path(launch_cfg).is_file():
         raise ConfigError(str(path), "distill.launch.accelerate_config", launch_cfg,
                           "expected an existing accelerate config file")
+
+
+def _check_held_out(exp: Experiment, path: Path, task: str, file: Path) -> None:
+    """A validation file shares no item with the training data or the task's local test set
+    (`leafbench.heldout` says why and how items are compared)."""
+    from leafbench.evaluation.registry import resolve_data
+
+    held: dict[str, tuple[Path, str | None]] = {}
+    if exp.data.train != "synthetic":
+        held["data.train"] = (Path(exp.data.train), "instruction")
+    try:
+        test = resolve_data(task, data_dir=exp.evaluate.data_dir)
+    except (FileNotFoundError, ValueError):
+        test = None  # the evaluation names what is missing; here only a present set matters
+    if test is not None:
+        held[f"the {task} test set ({test})"] = (test, None)
+    for what, (source, field) in held.items():
+        leak = heldout.leaked(file, source, field)
+        if leak:
+            found, first, compared = leak
+            raise ConfigError(str(path), f"data.validation.{task}", str(file),
+                              f"{found} of its {compared} items are also in {what} (the first "
+                              f"at line {first}); a validation split must be held out of both "
+                              "training and the test set")
 
 
 def _check_vocabularies(exp: Experiment, path: Path) -> None:
