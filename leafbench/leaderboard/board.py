@@ -82,6 +82,7 @@ def _same_evaluation(board: Path, entry: Entry) -> str | None:
 def _publish(final: Path, text: str) -> None:
     """Write `text` to `final` atomically, failing if `final` exists (the module docstring)."""
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".adding-", suffix=".json")
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared board's entries from the team
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -102,6 +103,7 @@ def record_verdict(board: Path, label: str, report: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / file_name(label)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".writing-", suffix=".json")
+    os.chmod(tmp, 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=1, sort_keys=True)
         fh.write("\n")

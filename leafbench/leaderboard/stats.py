@@ -353,7 +353,8 @@ def non_inferiority(
 
 
 def _points(score: float, *, signed: bool = False) -> str:
-    """A score difference in points (0.042 -> "4.2")."""
+    """A score difference in points (0.042 -> "4.2"; never "-0.0")."""
+    score = round(score, 3) + 0.0
     return f"{100 * score:+.1f}" if signed else f"{100 * score:.1f}"
 
 
