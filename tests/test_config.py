@@ -571,11 +571,14 @@ def test_console_script_validate_is_fast_and_imports_no_torch(tmp_path):
 # ---------------------------------------------------------------- the shipped experiments
 def _shipped_experiments() -> list[Path]:
     """Every YAML file under experiments/, except experiments/tests/ (malformed fixtures),
-    experiments/accelerate/ (launcher configs, checked below) and experiments/sweeps/ (sweep
-    definitions, checked in test_sweep.py)."""
+    experiments/accelerate/ (launcher configs, checked below), experiments/sweeps/ (sweep
+    definitions, checked in test_sweep.py) and the paper catalog (experiments/paper/ and
+    experiments/ablations/: their training data is built by the user, checked in
+    test_paper_catalog.py with a stand-in)."""
     found = [*EXPERIMENTS.rglob("*.yaml"), *EXPERIMENTS.rglob("*.yml")]
     return sorted(p for p in found
-                  if p.relative_to(EXPERIMENTS).parts[0] not in ("tests", "accelerate", "sweeps"))
+                  if p.relative_to(EXPERIMENTS).parts[0] not in ("tests", "accelerate", "sweeps",
+                                                                "paper", "ablations"))
 
 
 @pytest.mark.parametrize("name", ["fsdp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
