@@ -1,4 +1,4 @@
-"""`leafbench` command line: run, validate, sweep, eval, leaderboard.
+"""`leafbench` command line: run, validate, sweep, eval, leaderboard, report.
 
 Exit status 2 with a one-line message for any invalid definition, before a model is loaded.
 """
@@ -86,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     vllm.add_argument("--enforce-eager", action="store_true")
 
     leaderboard_commands.add_parser(sub)
+
+    rep = sub.add_parser("report", help="reproduced vs published numbers, per row and task")
+    rep.add_argument("--published", type=Path, default=Path("leaderboards/paper"),
+                     help="a board of reference entries (default: the paper's table)")
+    rep.add_argument("--reproduced", type=Path, required=True,
+                     help="a board of evaluation entries (labels matched to 'paper: LABEL')")
+    rep.add_argument("--pair", action="append", default=[], metavar="REPRODUCED=PUBLISHED",
+                     help="match two labels explicitly (repeatable)")
+    rep.add_argument("--out", type=Path, default=Path("leafbench-runs/report"))
+    rep.add_argument("--title", default="Reproduced vs published")
     return parser
 
 
@@ -217,7 +227,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _run, "validate": _validate, "eval": _eval, "sweep": _sweep,
-            "leaderboard": leaderboard_commands.run}
+            "leaderboard": leaderboard_commands.run, "report": leaderboard_commands.report}
 
 if __name__ == "__main__":
     sys.exit(main())

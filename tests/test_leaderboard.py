@@ -252,3 +252,20 @@ def test_a_pipeline_run_evaluation_becomes_an_entry_with_its_stage_key(tmp_path)
     code = run("check", "--board", board, "--baseline", "before", "--candidate",
                evaluated / "student_after", "--label", "after")
     assert code in (0, 1)
+
+
+def test_report_compares_a_reproduced_board_with_the_papers(evaluations, tmp_path, capsys):
+    board = tmp_path / "reproduced"
+    label = "LLaMA3.2-1B-Instruct Pre-KD"
+    assert run("add", evaluations["baseline"], "--board", board, "--model", label) == 0
+    assert run("add", evaluations["worse"], "--board", board, "--model", "an ablation") == 0
+    paper = Path(__file__).resolve().parents[1] / "leaderboards" / "paper"
+    out = tmp_path / "report"
+    assert main(["report", "--published", str(paper), "--reproduced", str(board),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "not in the report (no published row matches): ['an ablation']" in printed
+    markdown = (out / "report.md").read_text()
+    assert "44.88" in markdown and "75.00" in markdown and "n differs" in markdown
+    assert (out / "report.html").is_file()
+    assert main(["report", "--reproduced", str(tmp_path / "absent"), "--out", str(out)]) == 2

@@ -120,6 +120,32 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def report(args: argparse.Namespace) -> int:
+    """`leafbench report`: a reproduction report, not a gate (exit 0 whatever it shows)."""
+    from leafbench.leaderboard.reproduction import compare, render_report, summary
+
+    for flag, folder in (("--published", args.published), ("--reproduced", args.reproduced)):
+        if not (folder / boards.ENTRIES).is_dir():
+            raise ConfigError(str(folder), flag, str(folder), "expected a board folder with "
+                              "entries/ (leafbench leaderboard add / add-reference)")
+    pairs = None
+    if args.pair:
+        bad = [p for p in args.pair if "=" not in p]
+        if bad:
+            raise ConfigError("report", "--pair", bad[0], "expected REPRODUCED=PUBLISHED")
+        pairs = dict(p.rsplit("=", 1) for p in args.pair)
+    published, reproduced = boards.entries(args.published), boards.entries(args.reproduced)
+    rows = compare(published, reproduced, pairs)
+    matched = {r.reproduced_label for r in rows}
+    skipped = [e.label for e in reproduced if e.label not in matched]
+    markdown, page = render_report(rows, args.out, title=args.title)
+    print(summary(rows))
+    if skipped:
+        print(f"not in the report (no published row matches): {skipped}")
+    print(f"wrote {markdown} and {page}")
+    return 0
+
+
 def _label(label: str, flag: str) -> str:
     try:
         return check_label(label)
