@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-gen-toks", type=int, default=None,
                     help="default: the task's own (2048 for math)")
     ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--temperature", type=float, default=0.0,
+                    help="0 (default): greedy; > 0: sample at this temperature (lm-eval tasks)")
+    ev.add_argument("--seed", type=int, default=0, help="seeds sampling and the intervals")
     ev.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     ev.add_argument("--cache-dir", type=Path, default=Path("leafbench-runs/generations"),
                     help="generation cache: re-scoring never regenerates")
@@ -192,7 +195,8 @@ def _eval_model(args: argparse.Namespace, tasks: list[str]) -> dict:
                               cache_dir=None if args.no_cache else args.cache_dir,
                               data_dir=args.data_dir, limit=args.limit,
                               batch_size=args.batch_size, max_gen_toks=args.max_gen_toks,
-                              num_fewshot=args.num_fewshot, grading=args.grading)
+                              num_fewshot=args.num_fewshot, grading=args.grading,
+                              temperature=args.temperature, seed=args.seed)
 
 
 def _eval_replay(args: argparse.Namespace, tasks: list[str]) -> dict:

@@ -7,7 +7,8 @@ engine (`ENGINES`, named by the task's `registry.Task.engine`) and writes every 
 the one way `results.py` documents (its docstring is the schema).
 
 - **lm_eval engine** (`evaluate_lm_tasks`): lm-eval runs the task's YAML exactly as a user
-  would from the command line, zero-shot with the chat template and greedy decoding. Data
+  would from the command line, zero-shot with the chat template and greedy decoding (or, with
+  `temperature` > 0, sampling at that temperature, seeded by `seed`). Data
   injection: for each task we write `out_dir/tasks/<task>.yaml`, which `include:`s the shipped
   YAML (and, for a grading mode other than `strict`, that mode's overlay of filters and
   verdicts: `grading.overlay_yaml`) and overrides only `dataset_path`/`dataset_kwargs`
@@ -82,6 +83,7 @@ def run_evaluation(
     dtype: str = "auto",
     num_fewshot: int | None = None,
     grading: str = DEFAULT_GRADING,
+    temperature: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """Evaluate `model_dir` (a local HF model dir or a hub id at `revision`) on `tasks`,
     generating with `backend` ("hf" or "vllm"; `backend_options` are that backend's own
@@ -92,7 +94,11 @@ def run_evaluation(
     {"leaf_synthetic": ".../test.jsonl"}); `data_dir` is a benchmark folder laid out like
     ../shared/data. `limit` takes the first N questions of each task; `num_fewshot` overrides
     the tasks' default of 0 (only the math tasks ship few-shot examples). `grading` names the
-    grading mode (`grading.GRADERS`: "strict" or "paper"). Writes the files
+    grading mode (`grading.GRADERS`: "strict" or "paper"). `temperature` 0 keeps the tasks'
+    greedy decoding; > 0 samples at that temperature (lm_eval tasks only), drawn from the RNG
+    that `seed` seeds, so two seeds give two independent evaluations; results.json's
+    `decoding` records do_sample and temperature, and the generation cache keys sampled
+    responses by the seed too (`generations`). Writes the files
     `results.py` describes into `out_dir`; returns {task: its own metrics and n}, e.g.
     {"leaf_gsm8k": {"exact_match,strict-match": x, "exact_match,flexible-extract": y, "n": 5}}.
     """
@@ -103,6 +109,7 @@ def run_evaluation(
     # Resolve the data and the grading first: a wrong name should fail before a model loads.
     sources = resolve_sources(tasks, data_files=data_files, data_dir=data_dir)
     get_grader(grading)
+    check_temperature(temperature, sources)
     spec = get_backend(backend)
     if not spec.needs_model:
         raise ValueError(f"backend {backend!r} scores stored responses: use run_replay")
@@ -135,6 +142,7 @@ def run_evaluation(
             lm=lm, out=Path(out_dir), model=str(model_dir), backend=backend,
             fingerprint=fingerprint, limit=limit, max_gen_toks=max_gen_toks,
             num_fewshot=num_fewshot, seed=seed, generation_cache=lm.cache_report, grading=grading,
+            temperature=temperature,
             settings={"backend": backend, "batch_size": batch_size, "device": device,
                       "dtype": dtype, "revision": revision, "backend_options": options},
         )
@@ -170,10 +178,22 @@ def resolve_sources(
     }
 
 
+def check_temperature(temperature: float, sources: Mapping[str, Path | None]) -> None:
+    """Sampling is for the lm_eval tasks: the code engine decodes greedily (its reference
+    harnesses do), and a temperature it ignored would misreport the run."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
+    code = [t for t in sources if get_task(t).engine != "lm_eval"]
+    if temperature > 0 and code:
+        raise ValueError(f"temperature {temperature}: sampling applies to the lm_eval tasks "
+                         f"only, and {code} decode greedily; evaluate them separately")
+
+
 def evaluate(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[str, dict[str, float]]:
     """Score `run` on the tasks of `sources` (from `resolve_sources`), each with its engine,
     and write the result files; returns {task: its own metrics and n}."""
     get_grader(run.grading)
+    check_temperature(run.temperature, sources)
     if not run.use_chat() and run.chat is None:
         logging.getLogger(__name__).warning(
             "%s has no chat template; prompting with the raw question instead", run.model
@@ -211,10 +231,14 @@ def evaluate_lm_tasks(run: EvalRun, sources: Mapping[str, Path | None]) -> dict[
         # include_defaults=False: indexing lm-eval's ~10k built-in YAMLs costs seconds, unused.
         manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
         loaded = manager.load([str(path) for path in yamls])["tasks"]
+        overrides: dict[str, Any] = {}
         if run.max_gen_toks is not None:
+            overrides["max_gen_toks"] = run.max_gen_toks
+        if run.temperature > 0:
+            overrides |= {"do_sample": True, "temperature": run.temperature}
+        if overrides:
             for task_obj in loaded.values():
-                task_obj.set_config("generation_kwargs", {"max_gen_toks": run.max_gen_toks},
-                                    update=True)
+                task_obj.set_config("generation_kwargs", overrides, update=True)
         if run.check_tasks is not None:
             run.check_tasks(loaded)
         output = simple_evaluate(

@@ -42,7 +42,9 @@ Every run of `harness.evaluate` (called by `run_evaluation` for the hf and vllm 
     stderr and intervals (math and synthetic); ``pass@k`` and for HumanEval+ ``pass@k,base`` and
     ``pass@k,plus`` (code). Code tasks also record ``isolation``: the sandbox mechanisms that
     took effect for their programs (`sandbox.isolation()`, found before anything is generated;
-    ``UNSAFE_no_sandbox`` among them when the user opted out of containment).
+    ``UNSAFE_no_sandbox`` among them when the user opted out of containment), and ``task_options``:
+    the options the task was built with, its builder's defaults filled in (for LiveCodeBench the
+    release and the contest date window, which decide the problems scored).
 
 ``samples_<task>.jsonl``
     One row per (doc_id, sample), sorted by both. Every row starts with `ROW_FIELDS`:
@@ -264,6 +266,7 @@ class EvalRun:
     settings: dict[str, Any] = field(default_factory=dict)  # the caller's, for results.json
     generation_cache: Callable[[], dict[str, Any]] | None = None
     grading: str = DEFAULT_GRADING  # the grading mode (`grading.GRADERS`)
+    temperature: float = 0.0  # 0: the tasks' own (greedy) decoding; > 0: sampling (lm_eval tasks)
 
     @property
     def generated(self) -> bool:
