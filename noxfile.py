@@ -1,5 +1,5 @@
-"""nox sessions: tests, tests-latest, postgres, browser, lint, typecheck, demo, gate, bench, vllm,
-lock.
+"""nox sessions: tests, tests-latest, postgres, browser, lint, typecheck, demo, gate, smoke, bench,
+vllm, lock.
 
 Pinned version sets. `torch==2.13.0` names both a CPU and a CUDA build and the package index
 decides which one pip takes, so a pin alone cannot keep a 4 GB CUDA build off a CPU machine.
@@ -212,6 +212,19 @@ def gate(session: nox.Session) -> None:
                     "--margin", args.margin, "--json", str(out / "report.json"))
     finally:
         session.run("leafbench", "leaderboard", "render", "--board", str(board))
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """The paper catalog at smoke scale: every definition of experiments/paper/ and
+    experiments/ablations/ validated, and a sample of them (3, chosen from the commit hash and
+    printed; `-- --all` for every one) run end to end on the testbed's tiny models
+    (experiments/profiles/smoke.yaml), printing each one's wall time."""
+    install_pinned(session, "-e", ".[dev]")
+    pytest(session, "tests/test_paper_catalog.py")
+    session.run("python", "-m", "leafbench.bench.paper_smoke", *(session.posargs or ["--sample",
+                                                                                    "3"]),
+                env=TEST_ENV)
 
 
 _DEMO_STUDENT = """

@@ -1,4 +1,4 @@
-"""`leafbench` command line: run, validate, sweep, eval, leaderboard, report.
+"""`leafbench` command line: run, validate, sweep, eval, leaderboard, report, data.
 
 Exit status 2 with a one-line message for any invalid definition, before a model is loaded.
 """
@@ -34,10 +34,13 @@ def _parser() -> argparse.ArgumentParser:
                      help=UNSANDBOXED_HELP)
     run.add_argument("--until", default=None, metavar="STAGE",
                      help="stop after this stage (e.g. 'prune' to inspect mined spans)")
+    run.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                     help="a YAML of fields applied before -s, e.g. experiments/profiles/smoke.yaml")
 
     val = sub.add_parser("validate", help="check a definition without computing anything")
     val.add_argument("experiment", type=Path)
     val.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE")
+    val.add_argument("--profile", type=Path, default=None, metavar="FILE")
 
     sw = sub.add_parser("sweep", help="tune any experiment fields with an Optuna study")
     sw.add_argument("sweep", type=Path)
@@ -90,6 +93,24 @@ def _parser() -> argparse.ArgumentParser:
 
     leaderboard_commands.add_parser(sub)
 
+    dat = sub.add_parser("data", help="build a paper training corpus (math: NuminaMath-CoT, "
+                                      "code: AceCode-87K) as {instruction, response} JSONL")
+    dat.add_argument("recipe", help="math or code")
+    dat.add_argument("--out", type=Path, required=True)
+    dat.add_argument("--per-source", type=int, default=None,
+                     help="items per source (default: math 30000, code all)")
+    dat.add_argument("--seed", type=int, default=1234)
+    dat.add_argument("--source-dir", type=Path, default=None,
+                     help="a local copy in the hub layout (data/train-*.parquet)")
+    dat.add_argument("--responses", default="dataset",
+                     help="dataset (the paper: teacher forcing on its solutions) or teacher")
+    dat.add_argument("--teacher", default=None, help="model dir or hub id, with --responses teacher")
+    dat.add_argument("--backend", default=None, help="hf or vllm (default: vllm on a GPU)")
+    dat.add_argument("--max-gen-toks", type=int, default=None)
+    dat.add_argument("--cache-dir", type=Path, default=None,
+                     help="generation cache: a killed teacher run resumes")
+    dat.add_argument("--overwrite", action="store_true")
+
     rep = sub.add_parser("report", help="reproduced vs published numbers, per row and task")
     rep.add_argument("--published", type=Path, default=Path("leaderboards/paper"),
                      help="a board of reference entries (default: the paper's table)")
@@ -114,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _profile(args: argparse.Namespace) -> list[str]:
+    from leafbench.config import profile_overrides
+
+    return profile_overrides(args.profile) if args.profile is not None else []
+
+
 def _validate(args: argparse.Namespace) -> int:
-    exp = load_experiment(args.experiment, args.set)
+    exp = load_experiment(args.experiment, [*_profile(args), *args.set])
     print(f"{args.experiment}: valid experiment '{exp.name}'")
     return 0
 
@@ -127,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.until is not None and args.until not in STAGE_NAMES:
         raise ConfigError("--until", "--until", args.until, f"expected one of {list(STAGE_NAMES)}")
     distills = args.until is None or STAGE_NAMES.index(args.until) >= STAGE_NAMES.index("distill")
-    overrides = [*args.set]
+    overrides = [*_profile(args), *args.set]
     if args.unsafe_run_generated_code_unsandboxed:  # the flag is the experiment field, set
         overrides.append("evaluate.unsafe_run_generated_code_unsandboxed=true")
     exp = load_experiment(args.experiment, overrides, distills=distills)
@@ -230,8 +257,22 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from leafbench.training_data import Teacher, build_corpus
+
+    teacher = None if args.teacher is None else Teacher(
+        args.teacher, backend=args.backend, max_gen_toks=args.max_gen_toks,
+        cache_dir=args.cache_dir)
+    report = build_corpus(args.recipe, args.out, seed=args.seed, per_source=args.per_source,
+                          source_dir=args.source_dir, responses=args.responses, teacher=teacher,
+                          overwrite=args.overwrite)
+    print(report.summary())
+    return 0
+
+
 COMMANDS = {"run": _run, "validate": _validate, "eval": _eval, "sweep": _sweep,
-            "leaderboard": leaderboard_commands.run, "report": leaderboard_commands.report}
+            "leaderboard": leaderboard_commands.run, "report": leaderboard_commands.report,
+            "data": _data}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -341,6 +341,27 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     return exp
 
 
+def profile_overrides(path: str | Path) -> list[str]:
+    """A profile — a YAML of experiment fields, e.g. experiments/profiles/smoke.yaml — as the
+    `-s key=value` overrides it stands for (nested mappings flattened to dotted keys), so that
+    a profile applies wherever overrides do (run, validate, a sweep's base experiment) and `-s`
+    given after it still wins."""
+    path = Path(path)
+    raw = _read_yaml(path)
+
+    def flatten(node: dict[str, Any], prefix: str) -> list[str]:
+        items = []
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                items += flatten(value, f"{prefix}{key}.")
+            else:
+                text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+                items.append(f"{prefix}{key}={text.removesuffix('...').strip()}")
+        return items
+
+    return flatten(raw, "")
+
+
 def validate_dict(raw: dict[str, Any], source: str = "<dict>") -> Experiment:
     try:
         return Experiment.model_validate(raw)

@@ -242,3 +242,17 @@ def test_a_score_that_is_no_item_count_is_flagged():
     score = entry.tasks["leaf_leetcode"].score
     assert score == 0.0994 and round(score * 180) / 180 != score
     assert "9.94 is not k/180" in (entry.source or "")
+
+
+def test_the_smoke_profile_turns_a_paper_row_into_a_testbed_run():
+    from leafbench.config import load_experiment, profile_overrides
+
+    profile = Path(__file__).resolve().parents[1] / "experiments" / "profiles" / "smoke.yaml"
+    overrides = profile_overrides(profile)
+    assert "synthetic.teacher.steps=200" in overrides and "evaluate.limit=20" in overrides
+    row = Path(__file__).resolve().parents[1] / "experiments/paper/llama3.2-1b/math_instr_paper.yaml"
+    exp = load_experiment(row, [*overrides, "distill.epochs=2"])
+    assert (exp.models.teacher, exp.data.train, exp.evaluate.backend) == (
+        "synthetic:teacher", "synthetic", "hf")
+    assert exp.distill.epochs == 2  # -s after the profile still wins
+    assert exp.mining.threshold.tau == 0.10  # what the row itself says stays

@@ -81,9 +81,12 @@ def _split_files(ctx: StageContext) -> dict[str, str] | None:
     the testbed's validation split and `data.validation`'s files (every task needs one)."""
     cfg = ctx.exp.evaluate
     if cfg.split == "test":
-        return {"leaf_synthetic": str(ctx.refs.test_jsonl)} if ctx.refs.test_jsonl else None
-    files = dict(ctx.exp.data.validation)
-    if ctx.refs.validation_jsonl is not None:
+        # A testbed experiment may be scored on other tasks only (the testbed's models on
+        # GSM8K): its own split is passed only when its task is evaluated.
+        testbed = ctx.refs.test_jsonl is not None and "leaf_synthetic" in cfg.tasks
+        return {"leaf_synthetic": str(ctx.refs.test_jsonl)} if testbed else None
+    files = {t: f for t, f in ctx.exp.data.validation.items() if t in cfg.tasks}
+    if ctx.refs.validation_jsonl is not None and "leaf_synthetic" in cfg.tasks:
         files["leaf_synthetic"] = str(ctx.refs.validation_jsonl)
     missing = [task for task in cfg.tasks if task not in files]
     if missing:
