@@ -69,3 +69,19 @@ def test_items_also_in_the_local_test_set_are_refused(files):
     load(train, validation)  # no local test set named: nothing to compare against
     with pytest.raises(ConfigError, match=r"1 of its 1 items are also in the leaf_gsm8k test set"):
         load(train, validation, data_dir)
+
+
+def test_a_testbed_experiment_scored_on_other_tasks_passes_no_testbed_split(tmp_path):
+    """The testbed's tiny models scored on GSM8K only (the smoke profile does this): the
+    testbed's own split must not be handed to an evaluation that does not score its task."""
+    from types import SimpleNamespace
+
+    from leafbench.evaluation.stage import _split_files
+
+    exp = load_experiment(DEMO, ["evaluate.tasks=[leaf_gsm8k]"])
+    refs = SimpleNamespace(test_jsonl=tmp_path / "test.jsonl",
+                           validation_jsonl=tmp_path / "validation.jsonl")
+    assert _split_files(SimpleNamespace(exp=exp, refs=refs)) is None
+    both = load_experiment(DEMO, ["evaluate.tasks=[leaf_gsm8k, leaf_synthetic]"])
+    assert _split_files(SimpleNamespace(exp=both, refs=refs)) == {
+        "leaf_synthetic": str(tmp_path / "test.jsonl")}
