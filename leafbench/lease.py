@@ -17,8 +17,10 @@ that died is never released. A lease is a plain file that works on any filesyste
   ever touch the file it just read). If the lease is gone or names another token, the holder
   has lost it: the thread flags it and, when the lease was taken on the main thread, interrupts
   that thread, so a holder that stalled past the TTL stops writing into a directory that a new
-  holder now owns. `Lease.ensure_held()` is the last check before the commit (the rename of the
-  finished directory).
+  holder now owns. (The interruption is a simulated SIGINT, which does nothing in a process
+  started with SIGINT ignored — a shell's `cmd &` without job control; such a holder learns of
+  the loss only at the commit check.) `Lease.ensure_held()` is the last check before the
+  commit (the rename of the finished directory).
 * **Stale.** A waiter judges staleness by what it *observes*, never by comparing clocks: a lease
   whose (token, inode, mtime, size) has not changed for `ttl` seconds of the waiter's own
   monotonic clock is stale, whatever the holder's clock says (machines on a shared filesystem

@@ -68,6 +68,10 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, **FAST, "LEAFBENCH_PROGRESS": "0", **extra}
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def holder(tmp_path):
     script = tmp_path / "holder.py"
@@ -75,8 +79,13 @@ def holder(tmp_path):
     log = tmp_path / "log.txt"
 
     def start(path: Path, hold: float, mode: str = "hold", **env: str) -> subprocess.Popen:
+        # A holder learns of a lost lease through a simulated SIGINT, which Python only handles
+        # when SIGINT is not ignored; a shell's background job (`cmd &` without job control)
+        # inherits it ignored, so the holder gets the default disposition back, as it has
+        # when started from a terminal or a CI runner.
         return subprocess.Popen([sys.executable, str(script), str(path), str(log), str(hold),
-                                 mode], env=_env(**env), stderr=subprocess.PIPE, text=True)
+                                 mode], env=_env(**env), stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
 
     start.log = log
     return start
