@@ -102,10 +102,19 @@ def record_verdict(board: Path, label: str, report: dict[str, Any]) -> Path:
     folder = board / VERDICTS
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / file_name(label)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".writing-", suffix=".json")
-    os.chmod(tmp, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, final)
+    replace_file(final, json.dumps(report, indent=1, sort_keys=True) + "\n")
     return final
+
+
+def replace_file(final: Path, text: str) -> None:
+    """Write `text` to `final` through a temporary file and a rename: a reader (or a second
+    render of the same board) sees the old file or the new one, never half of either."""
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".writing-", suffix=final.suffix)
+    os.chmod(tmp, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, final)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from leafbench.errors import ConfigError
-from leafbench.leaderboard.board import entries
+from leafbench.leaderboard.board import entries, replace_file
 from leafbench.leaderboard.entry import Entry, TaskScore
 from leafbench.leaderboard.verdict import Report, TaskVerdict, reports
 
@@ -92,8 +92,8 @@ def render(board: Path) -> tuple[Path, Path]:
         raise ConfigError(str(board), "--board", str(board), "no such board folder")
     shown = view(board)
     md, page = board / "board.md", board / "board.html"
-    md.write_bytes(markdown(shown).encode("utf-8"))
-    page.write_bytes(html_page(shown).encode("utf-8"))
+    replace_file(md, markdown(shown))
+    replace_file(page, html_page(shown))
     return md, page
 
 

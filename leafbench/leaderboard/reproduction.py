@@ -49,6 +49,7 @@ from statistics import NormalDist
 from typing import Literal
 
 from leafbench.errors import ConfigError
+from leafbench.leaderboard.board import replace_file
 from leafbench.leaderboard.entry import Entry
 from leafbench.leaderboard.render import (
     LIVECODEBENCH,
@@ -304,8 +305,8 @@ def render_report(rows: Sequence[ReportRow], out_dir: Path, *, title: str) -> tu
     their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md, page = out_dir / "report.md", out_dir / "report.html"
-    md.write_bytes(markdown(rows, title).encode("utf-8"))
-    page.write_bytes(html_page(rows, title).encode("utf-8"))
+    replace_file(md, markdown(rows, title))
+    replace_file(page, html_page(rows, title))
     return md, page
 
 
