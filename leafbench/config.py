@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -29,59 +28,13 @@ from pydantic import (
 
 from leafbench import heldout
 from leafbench.errors import ConfigError
+from leafbench.schema import PositiveInt, Strict, Unit, _no_bool
+from leafbench.testbed_settings import SyntheticConfig, TinyModelConfig
 from leafbench.vocabulary import MISMATCH, local_mismatch
 
-
-def _no_bool(value: Any) -> Any:
-    """YAML reads `yes`/`true` as booleans, which pydantic would quietly turn into 1."""
-    if isinstance(value, bool):
-        raise ValueError("a number, not a boolean")
-    return value
-
-
-Unit = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_no_bool)]
-PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(_no_bool)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-# ---------------------------------------------------------------- the embedded default testbed
-class TinyModelConfig(Strict):
-    """Shape and pretraining budget of one tiny Llama-architecture model of the testbed."""
-
-    layers: PositiveInt = 2
-    hidden: PositiveInt = 128
-    heads: PositiveInt = 4
-    steps: PositiveInt = 500
-    batch_size: PositiveInt = 32
-    lr: Annotated[float, Field(gt=0.0)] = 3e-3
-
-
-class SyntheticConfig(Strict):
-    """The "distracted arithmetic" generator and its two pretrained models.
-
-    The teacher sees distractors whose number is unrelated to the answer; the student sees
-    distractors whose number equals the answer with probability `spurious_correlation`, so it
-    learns to copy the distractor instead of adding. The test set is always uncorrelated.
-    The `train` split (mining and distillation) has d = answer with probability
-    `train_correlation`: 0 by default, so its distractors are the confounders LeaF should
-    teach the student to ignore; 1 reproduces the student's own biased world.
-    """
-
-    seed: int = 0
-    max_operand: PositiveInt = 9
-    n_pretrain: PositiveInt = 6000
-    n_train: PositiveInt = 256
-    n_test: PositiveInt = 200
-    n_validation: PositiveInt = 200  # tuning split (sweeps); held out of every other split
-    spurious_correlation: Unit = 1.0
-    train_correlation: Unit = 0.0
-    vocab_size: PositiveInt = 600
-    teacher: TinyModelConfig = TinyModelConfig()
-    student: TinyModelConfig = TinyModelConfig(layers=2, hidden=64, heads=2, steps=600)
-
+# Re-exported: the testbed's settings live in leafbench.testbed_settings.
+__all__ = ["ConfigError", "Experiment", "SyntheticConfig", "TinyModelConfig", "load_experiment",
+           "profile_overrides", "validate_dict"]
 
 # ---------------------------------------------------------------- pipeline stages
 class ModelsConfig(Strict):
@@ -114,6 +67,26 @@ class ThresholdConfig(Strict):
     tau: Unit = 0.10
 
 
+class LaunchConfig(Strict):
+    """How the distillation recipe is started. One process runs in the pipeline's own process;
+    more go through `accelerate launch` with `accelerate_config` (FSDP / DeepSpeed ZeRO files
+    in experiments/accelerate/)."""
+
+    num_processes: PositiveInt = 1
+    accelerate_config: str | None = None
+    # `accelerate`: accelerate launch (GPUs; FSDP / DeepSpeed through accelerate_config).
+    # `torchrun`: torch.distributed.run, data parallel over gloo — CPU machines and tests.
+    launcher: Literal["accelerate", "torchrun"] = "accelerate"
+
+    @model_validator(mode="after")
+    def _config_needs_accelerate(self) -> LaunchConfig:
+        if self.launcher == "torchrun" and self.accelerate_config is not None:
+            raise _FieldProblem("accelerate_config", self.accelerate_config,
+                                "an accelerate config needs launcher 'accelerate'; torchrun "
+                                "would ignore it")
+        return self
+
+
 class MiningConfig(Strict):
     """`level`: mine the instruction, the earlier response segments (k = `segments`), or both."""
 
@@ -123,6 +96,8 @@ class MiningConfig(Strict):
     batch_size: PositiveInt = 16
     baselines: list[Literal["random", "perplexity"]] = ["random", "perplexity"]
     report_taus: list[Unit] = [0.05, 0.10, 0.15]
+    # Data-parallel mining: ranks take whole batches; the artifact is the same for any count.
+    launch: LaunchConfig = LaunchConfig()
 
 
 class PruningConfig(Strict):
@@ -181,26 +156,8 @@ class TeacherCacheConfig(Strict):
     mode: Literal["auto", "exact", "topk", "off"] = "auto"
     k: PositiveInt = 128
     exact_max_vocab: PositiveInt = 8192
-
-
-class LaunchConfig(Strict):
-    """How the distillation recipe is started. One process runs in the pipeline's own process;
-    more go through `accelerate launch` with `accelerate_config` (FSDP / DeepSpeed ZeRO files
-    in experiments/accelerate/)."""
-
-    num_processes: PositiveInt = 1
-    accelerate_config: str | None = None
-    # `accelerate`: accelerate launch (GPUs; FSDP / DeepSpeed through accelerate_config).
-    # `torchrun`: torch.distributed.run, data parallel over gloo — CPU machines and tests.
-    launcher: Literal["accelerate", "torchrun"] = "accelerate"
-
-    @model_validator(mode="after")
-    def _config_needs_accelerate(self) -> LaunchConfig:
-        if self.launcher == "torchrun" and self.accelerate_config is not None:
-            raise _FieldProblem("accelerate_config", self.accelerate_config,
-                                "an accelerate config needs launcher 'accelerate'; torchrun "
-                                "would ignore it")
-        return self
+    # Data-parallel teacher pass: ranks take whole batches; the cache is the same for any count.
+    launch: LaunchConfig = LaunchConfig()
 
 
 class DistillConfig(Strict):

@@ -81,7 +81,10 @@ STAGES: tuple[Stage, ...] = (
     # Keyed by the counterfactual set's content, not prune's key: a seed or baseline change
     # that leaves the counterfactuals alone does not run the teacher again.
     Stage("teach", 2, ("prune",), lambda e: {
-        "teacher_cache": e.section("distill")["teacher_cache"], "max_length": e.data.max_length,
+        # How many processes compute the cache is not part of it (the stores are identical).
+        "teacher_cache": {k: v for k, v in e.section("distill")["teacher_cache"].items()
+                          if k != "launch"},
+        "max_length": e.data.max_length,
         "dtype": e.models.dtype,
         "temperature": e.distill.loss.temperature
         if e.distill.teacher_cache.mode in ("topk", "auto") else None,

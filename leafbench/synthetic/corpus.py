@@ -25,7 +25,7 @@ import random
 import re
 from typing import Any
 
-from leafbench.config import SyntheticConfig
+from leafbench.testbed_settings import SyntheticConfig
 
 NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Max", "Ivy", "Tom", "Ana", "Ben", "Eva", "Raj",
          "Kim", "Noah", "Lily", "Omar"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from leafbench.config import TinyModelConfig
+from leafbench.testbed_settings import TinyModelConfig
 
 MAX_POSITIONS = 256  # problems are ~50 tokens; room for counterfactuals and long generations
 

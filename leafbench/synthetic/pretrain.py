@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
-from leafbench.config import TinyModelConfig
 from leafbench.synthetic.tokenizer import encode_pair
+from leafbench.testbed_settings import TinyModelConfig
 
 WARMUP_FRACTION = 0.05
 WEIGHT_DECAY = 0.1

@@ -25,7 +25,6 @@ from typing import Any
 
 from rich.console import Console
 
-from leafbench.config import SyntheticConfig
 from leafbench.determinism import fixed_cpu_threads
 from leafbench.samples import write_jsonl
 from leafbench.synthetic.corpus import SPLITS, generate_corpus
@@ -33,6 +32,7 @@ from leafbench.synthetic.models import tiny_llama
 from leafbench.synthetic.pretrain import pretrain
 from leafbench.synthetic.probe import answer_rates, without_distractors
 from leafbench.synthetic.tokenizer import train_tokenizer
+from leafbench.testbed_settings import SyntheticConfig
 
 VERSION = "5"  # bump when a change here changes what a given config builds
 # 5: built with a fixed intra-op thread count (leafbench.determinism), whatever the cores
