@@ -38,6 +38,7 @@ from leafbench.contract import (
 )
 from leafbench.distill.launch import run_distill_stage
 from leafbench.distill.teacher_cache import run_teach
+from leafbench.errors import FailedStage, mark_failed_stage
 from leafbench.evaluation.stage import run_evaluate
 from leafbench.interpret.stage import run_interpret
 from leafbench.lease import Lease, compute_once
@@ -205,11 +206,15 @@ def _run_stage(stage: Stage, exp: Experiment, refs: ModelRefs, workspace: Path, 
     another process while we waited (both reported `cached`)."""
     start = time.perf_counter()
     computed: dict[str, float] = {}
-    fresh = compute_once(
-        final, (final / SUMMARY).is_file,
-        lambda lease: computed.update(_compute(stage, exp, refs, workspace, final, paths,
-                                               forced, lease)),
-        label=f"{stage.name} {final.name}", force=forced)
+    try:
+        fresh = compute_once(
+            final, (final / SUMMARY).is_file,
+            lambda lease: computed.update(_compute(stage, exp, refs, workspace, final, paths,
+                                                   forced, lease)),
+            label=f"{stage.name} {final.name}", force=forced)
+    except BaseException as err:  # the command line names the stage in its one-line report
+        mark_failed_stage(err, FailedStage(stage.name, final.name, str(workspace)))
+        raise
     metrics = computed if fresh else json.loads((final / SUMMARY).read_text())
     return StageResult(stage.name, final.name, "computed" if fresh else "cached",
                        time.perf_counter() - start, final, metrics)
