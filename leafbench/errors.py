@@ -7,6 +7,8 @@ It lives apart from `config` so that core modules which check definitions agains
 from __future__ import annotations
 
 import contextlib
+import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,3 +45,79 @@ def mark_failed_stage(err: BaseException, where: FailedStage) -> None:
 def failed_stage(err: BaseException) -> FailedStage | None:
     """The stage an exception escaped from, if it came out of the pipeline."""
     return getattr(err, _STAGE_ATTRIBUTE, None)
+
+
+class PreflightFailed(ConfigError):
+    """Several problems found before anything ran; each is a ConfigError of its own and the
+    command line prints each as one line (exit status 2). `str()` is the first."""
+
+    def __init__(self, problems: list[ConfigError]):
+        first = problems[0]
+        super().__init__(first.source, first.field, first.value, first.accepted)
+        self.problems = problems
+
+
+# ---------------------------------------------------------------- faults during a run
+@dataclass(frozen=True)
+class Fault:
+    """A kind of failure a run can meet through no fault of its definition, and what to do.
+    Matched on the exception and its causes by errno, class name or message, so that this
+    core module imports neither torch nor the hub client."""
+
+    what: str
+    matches: Callable[[BaseException], bool]
+    advice: str
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _errno(*codes: int) -> Callable[[BaseException], bool]:
+    return lambda err: any(isinstance(e, OSError) and e.errno in codes for e in _chain(err))
+
+
+def _named(*names: str, text: str | None = None) -> Callable[[BaseException], bool]:
+    def matches(err: BaseException) -> bool:
+        return any(any(c.__name__ in names for c in type(e).__mro__)
+                   or (text is not None and text in str(e)) for e in _chain(err))
+    return matches
+
+
+def _any(*tests: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
+    return lambda err: any(test(err) for test in tests)
+
+
+FAULTS: tuple[Fault, ...] = (
+    # safetensors (Rust) reports a full disk as a SafetensorError carrying the OS message
+    Fault("disk full (ENOSPC)", _any(_errno(errno.ENOSPC),
+                                     _named(text="No space left on device")),
+          "free space on the workspace's disk (or move `workspace`)"),
+    Fault("disk quota exceeded (EDQUOT)", _errno(errno.EDQUOT),
+          "free space within your quota (or move `workspace`)"),
+    Fault("CUDA out of memory", _named("OutOfMemoryError", text="CUDA out of memory"),
+          "lower the stage's batch size (mining.batch_size, distill.batch_size, "
+          "evaluate.batch_size) or spread the model over more GPUs"),
+    Fault("host memory exhausted", _named("MemoryError"),
+          "lower the stage's batch size or run where more memory is"),
+    # httpx's TransportError covers refused, reset and cut-off connections; the hub client
+    # wraps one it cannot fall back from in LocalEntryNotFoundError; requests/urllib3 in theirs
+    Fault("the hub connection dropped", _named(
+        "TransportError", "LocalEntryNotFoundError", "ConnectionError", "TimeoutError",
+        "ChunkedEncodingError", "ProtocolError"),
+        "check the connection (HF_ENDPOINT); downloads already finished are kept in the hub "
+        "cache"),
+    Fault("the hub refused a request", _named("HfHubHTTPError"),
+          "check the model id, revision and HF_TOKEN (`leafbench validate --preflight EXP.yaml` "
+          "names the field)"),
+)
+
+
+def classify(err: BaseException) -> Fault | None:
+    """The first fault an exception is an instance of (None: none of the known ones)."""
+    return next((f for f in FAULTS if f.matches(err)), None)
