@@ -264,6 +264,7 @@ def bench(session: nox.Session) -> None:
     """Speed and memory figures, each a ratio against its baseline measured in the same run."""
     install_pinned(session, "-e", ".")
     session.run("python", "-m", "leafbench.bench.mining", *session.posargs)
+    session.run("python", "-m", "leafbench.bench.mining_ranks")
     session.run("python", "-m", "leafbench.bench.distill")
     session.run("python", "-m", "leafbench.bench.sandbox")
     session.run("python", "-m", "leafbench.bench.sandbox_accounts")  # root: switches accounts

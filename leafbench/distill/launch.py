@@ -10,8 +10,10 @@ or, with `launcher: torchrun` (data parallel over gloo on CPU machines, and the 
 `python -m torch.distributed.run --nproc_per_node N -m leafbench.distill.launch launch.json`.
 
 Every process rebuilds the same context and runs the same recipe (trainer.py); the main process
-writes the metrics file the stage then returns. Resume works the same way: checkpoints live in
-the partial directory, whichever way the recipe was started.
+writes the metrics file the stage then returns. The launchers and the spec that carries the
+context are shared with the data-parallel `mine` and `teach` stages (leafbench.data_parallel).
+Resume works the same way: checkpoints live in the partial directory, whichever way the recipe
+was started.
 
 A run its watcher stops (control.py) raises `DistillationStopped` here, whichever way it was
 started (a launched run's main process leaves `launch_stopped.json` and every process exits
@@ -28,8 +30,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from leafbench.config import validate_dict
-from leafbench.contract import ModelRefs, StageContext, artifact
+from leafbench import data_parallel
+from leafbench.contract import StageContext, artifact
+from leafbench.data_parallel import read_spec, write_spec
 from leafbench.distill.control import DistillationStopped
 from leafbench.distill.trainer import run_distill
 
@@ -48,22 +51,12 @@ def run_distill_stage(ctx: StageContext) -> dict[str, float]:
 
 def _run(ctx: StageContext) -> dict[str, float]:
     launch = ctx.exp.distill.launch
-    if launch.num_processes == 1 and launch.accelerate_config is None:
+    if data_parallel.in_process(launch):
         return run_distill(ctx)
     if (ctx.out / METRICS).is_file() and (ctx.out / artifact("distill", "student") / "config.json").is_file():
         return json.loads((ctx.out / METRICS).read_text())  # finished by a launch run by hand
     spec = ctx.out / SPEC
-    spec.write_text(json.dumps({
-        "experiment": ctx.exp.to_dict(),
-        "out": str(ctx.out), "workspace": str(ctx.workspace),
-        "inputs": {k: str(v) for k, v in ctx.inputs.items()},
-        "refs": {"teacher": ctx.refs.teacher, "student": ctx.refs.student,
-                 "train_jsonl": str(ctx.refs.train_jsonl),
-                 "test_jsonl": str(ctx.refs.test_jsonl) if ctx.refs.test_jsonl else None,
-                 "identity": ctx.refs.identity,
-                 "validation_jsonl": (str(ctx.refs.validation_jsonl)
-                                      if ctx.refs.validation_jsonl else None)},
-    }))
+    write_spec(ctx, spec)
     (ctx.out / STOPPED).unlink(missing_ok=True)
     subprocess.run(launch_command(launch, spec), check=True)
     if (ctx.out / STOPPED).is_file():
@@ -72,41 +65,12 @@ def _run(ctx: StageContext) -> dict[str, float]:
     return json.loads((ctx.out / METRICS).read_text())
 
 
-def _accelerate(launch: Any) -> list[str]:
-    """The accelerate config's own process count wins unless num_processes was set."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
-    if launch.accelerate_config:
-        cmd += ["--config_file", launch.accelerate_config]
-    if launch.accelerate_config is None or "num_processes" in launch.model_fields_set:
-        cmd += ["--num_processes", str(launch.num_processes)]
-    return cmd
-
-
-def _torchrun(launch: Any) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
-            str(launch.num_processes)]
-
-
-LAUNCHERS = {"accelerate": _accelerate, "torchrun": _torchrun}
-
-
 def launch_command(launch: Any, spec: Path) -> list[str]:
-    return [*LAUNCHERS[launch.launcher](launch), "-m", "leafbench.distill.launch", str(spec)]
+    return data_parallel.launch_command(launch, "leafbench.distill.launch", spec)
 
 
 def _worker(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    refs = spec["refs"]
-    ctx = StageContext(
-        exp=validate_dict(spec["experiment"], source=spec_path),
-        out=Path(spec["out"]),
-        inputs={k: Path(v) for k, v in spec["inputs"].items()},
-        refs=ModelRefs(refs["teacher"], refs["student"], Path(refs["train_jsonl"]),
-                       Path(refs["test_jsonl"]) if refs["test_jsonl"] else None,
-                       refs["identity"],
-                       Path(refs["validation_jsonl"]) if refs["validation_jsonl"] else None),
-        workspace=Path(spec["workspace"]),
-    )
+    ctx, _ = read_spec(spec_path)
     from accelerate import PartialState
 
     try:

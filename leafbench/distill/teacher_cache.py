@@ -16,6 +16,10 @@ trainer runs the teacher on the fly.
 
 Rows are written in shards of whole items; the index maps each item id to (shard, start, end).
 A killed run keeps its finished shards and resumes after them.
+
+Data parallel (`distill.teacher_cache.launch`, leafbench.data_parallel): launched ranks take
+token-balanced shares of the same shards and the parent writes the index once they have all
+exited, so the cache is byte-identical for any number of processes.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from leafbench.contract import StageContext, artifact
+from leafbench.data_parallel import Rank, in_process, launch_ranks, my_share
 from leafbench.distill.forward import response_logits
 from leafbench.distill.loss import TeacherTargets, topk_targets
 from leafbench.samples import EncodedPair, encode_pair, read_jsonl
 
 INDEX = artifact("teach", "index")
 SHARD_ITEMS = 256
+SPEC = "launch.json"  # what launched ranks read (removed once they exit)
 
 
 def resolve_mode(cfg: Any, vocab: int) -> str:
@@ -54,7 +60,7 @@ def encode_items(tokenizer: Any, items: list[dict], max_length: int) -> dict[str
 
 
 def run_teach(ctx: StageContext) -> dict[str, float]:
-    from leafbench.models import load_causal_lm, load_tokenizer
+    from leafbench.models import load_tokenizer
 
     exp, cfg = ctx.exp, ctx.exp.distill.teacher_cache
     tokenizer = load_tokenizer(ctx.refs.student)
@@ -65,28 +71,19 @@ def run_teach(ctx: StageContext) -> dict[str, float]:
         index_path.write_text(json.dumps({"mode": "off"}))
         return {"teacher_forward_items": 0.0, "cached_positions": 0.0}
 
-    items = read_jsonl(ctx.inputs["prune"] / artifact("prune", "counterfactuals"))
-    encoded = encode_items(tokenizer, items, exp.data.max_length)
-    ids = sorted(encoded, key=lambda i: (len(encoded[i].input_ids), i))
-    shards = _finished_shards(ctx.out)
-    teacher = None
-    positions = forwarded = 0
-    for number, start in enumerate(range(0, len(ids), SHARD_ITEMS)):
-        shard_ids = ids[start : start + SHARD_ITEMS]
-        if number in shards:
-            positions += sum(encoded[i].n_loss for i in shard_ids)
-            continue
-        if teacher is None:
-            teacher = load_causal_lm(ctx.refs.teacher, exp.models.dtype, exp.models.device).eval()
-        rows = _teacher_rows(teacher, [encoded[i] for i in shard_ids], tokenizer.pad_token_id,
-                             exp.distill.batch_size, vocab, mode, cfg.k,
-                             exp.distill.loss.temperature)
-        final = ctx.out / f"shard-{number:05d}.safetensors"
-        tmp = final.with_suffix(".partial")
-        save_file({k: v.contiguous() for k, v in rows.tensors().items()}, str(tmp))
-        tmp.rename(final)  # a killed write never leaves a shard under its final name
-        positions += len(rows)
-        forwarded += len(shard_ids)
+    encoded, ids = _plan(ctx, tokenizer)
+    shards = [ids[start : start + SHARD_ITEMS] for start in range(0, len(ids), SHARD_ITEMS)]
+    done = _finished_shards(ctx.out)
+    pending = [n for n in range(len(shards)) if n not in done]
+    work = {"pending": pending, "shard_items": SHARD_ITEMS, "mode": mode}
+    if in_process(cfg.launch):
+        _teach_share(ctx, tokenizer, encoded, shards, work, Rank(0, 1))
+    elif pending:
+        launch_ranks(ctx, cfg.launch, teach_shards, work, SPEC)
+    missing = [n for n in range(len(shards)) if not _shard_file(ctx.out, n).is_file()]
+    if missing:
+        raise RuntimeError(f"teach: {len(missing)} shards unfinished after all ranks exited "
+                           f"(first: {missing[0]}); run the stage again to resume")
 
     spans, offset, shard = {}, 0, -1
     for n, item_id in enumerate(ids):
@@ -99,9 +96,64 @@ def run_teach(ctx: StageContext) -> dict[str, float]:
         "temperature": exp.distill.loss.temperature if mode == "topk" else None,
         "max_length": exp.data.max_length, "items": spans,
     }))
-    return {"teacher_forward_items": float(forwarded), "cached_items": float(len(ids)),
-            "cached_positions": float(positions),
+    return {"teacher_forward_items": float(sum(len(shards[n]) for n in pending)),
+            "cached_items": float(len(ids)),
+            "cached_positions": float(sum(e.n_loss for e in encoded.values())),
             "cache_mb": sum(p.stat().st_size for p in ctx.out.glob("shard-*")) / 2**20}
+
+
+def _plan(ctx: StageContext, tokenizer: Any) -> tuple[dict[str, EncodedPair], list[str]]:
+    """Every item encoded with the student's tokenizer, and the item ids in shard order (by
+    length: a shard's batches pad little). Shard n is ids[n·size : (n+1)·size]."""
+    items = read_jsonl(ctx.inputs["prune"] / artifact("prune", "counterfactuals"))
+    encoded = encode_items(tokenizer, items, ctx.exp.data.max_length)
+    return encoded, sorted(encoded, key=lambda i: (len(encoded[i].input_ids), i))
+
+
+def teach_shards(ctx: StageContext, rank: Rank, work: dict[str, Any]) -> None:
+    """A launched rank: its token-balanced share of the pending shards."""
+    from leafbench.models import load_tokenizer
+
+    tokenizer = load_tokenizer(ctx.refs.student)
+    encoded, ids = _plan(ctx, tokenizer)
+    size = work["shard_items"]
+    shards = [ids[start : start + size] for start in range(0, len(ids), size)]
+    _teach_share(ctx, tokenizer, encoded, shards, work, rank)
+
+
+def _teach_share(ctx: StageContext, tokenizer: Any, encoded: dict[str, EncodedPair],
+                 shards: list[list[str]], work: dict[str, Any], rank: Rank) -> None:
+    """Run the teacher over this rank's shards. A shard is whole batches of the one-process
+    run (its items cut into `distill.batch_size` batches in order), so its bytes do not depend
+    on which rank, or how many, computed it."""
+    from leafbench.models import load_causal_lm
+
+    exp, cfg = ctx.exp, ctx.exp.distill.teacher_cache
+    pending = work["pending"]
+    costs = [float(sum(_padded(encoded, shards[n][i : i + exp.distill.batch_size])
+                       for i in range(0, len(shards[n]), exp.distill.batch_size)))
+             for n in pending]
+    share = my_share(pending, costs, rank)
+    if not share:
+        return
+    teacher = load_causal_lm(ctx.refs.teacher, exp.models.dtype, exp.models.device).eval()
+    for number in share:
+        rows = _teacher_rows(teacher, [encoded[i] for i in shards[number]],
+                             tokenizer.pad_token_id, exp.distill.batch_size, len(tokenizer),
+                             work["mode"], cfg.k, exp.distill.loss.temperature)
+        final = _shard_file(ctx.out, number)
+        tmp = final.with_suffix(".partial")
+        save_file({k: v.contiguous() for k, v in rows.tensors().items()}, str(tmp))
+        tmp.rename(final)  # a killed write never leaves a shard under its final name
+
+
+def _padded(encoded: dict[str, EncodedPair], batch: list[str]) -> int:
+    """Tokens the teacher reads for one batch, padding included."""
+    return len(batch) * max(len(encoded[i].input_ids) for i in batch)
+
+
+def _shard_file(out: Path, number: int) -> Path:
+    return out / f"shard-{number:05d}.safetensors"
 
 
 @torch.no_grad()
