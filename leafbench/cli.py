@@ -221,7 +221,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from leafbench.pipeline import STAGE_NAMES, STAGES, run_experiment
+    from leafbench.pipeline import STAGE_NAMES, STAGES, planned_stages, run_experiment
     from leafbench.report import print_summary
 
     if args.until is not None and args.until not in STAGE_NAMES:
@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError("--force", "--force", unknown[0],
                           f"expected one of {[*STAGE_NAMES, 'all']}")
-    stages = STAGE_NAMES[: STAGE_NAMES.index(args.until) + 1] if args.until else STAGE_NAMES
+    stages = tuple(s.name for s in planned_stages(exp, args.until))
     _preflight(exp, args.experiment, stages=stages)
     if args.no_tracking:
         results = run_experiment(exp, tuple(args.force), until=args.until)

@@ -61,10 +61,24 @@ class DataConfig(Strict):
 
 
 class ThresholdConfig(Strict):
-    """`absolute`: Δ ≤ τ (the paper). `quantile`: Δ ≤ min(0.5, ⌊n·τ⌋-th smallest Δ) (official code)."""
+    """`absolute`: Δ ≤ τ (the paper). `quantile`: Δ ≤ min(0.5, ⌊n·τ⌋-th smallest Δ) (official code).
+
+    `response_tau` is the τ of response-level contexts (a response segment's instruction +
+    earlier segments) when it differs from the instruction level's: the official scripts mine
+    the two levels with separate thresholds (LLaMA-1B: 0.10 instruction, 0.075 response), so
+    an Instr & Resp row needs both. Null (the default) means `tau` serves both levels, and
+    leaves every cache key as it was before the field existed.
+    """
 
     mode: Literal["absolute", "quantile"] = "absolute"
     tau: Unit = 0.10
+    response_tau: Unit | None = None
+
+    def tau_for(self, level: str) -> float:
+        """The τ that marks a mined row of `level` ("instruction" or "response")."""
+        if level == "response" and self.response_tau is not None:
+            return self.response_tau
+        return self.tau
 
 
 class LaunchConfig(Strict):
@@ -99,12 +113,26 @@ class MiningConfig(Strict):
     # Data-parallel mining: ranks take whole batches; the artifact is the same for any count.
     launch: LaunchConfig = LaunchConfig()
 
+    @model_validator(mode="after")
+    def _response_tau_needs_response_level(self) -> MiningConfig:
+        if self.threshold.response_tau is not None and self.level == "instruction":
+            raise _FieldProblem("threshold.response_tau", self.threshold.response_tau,
+                                "a response-level τ needs level 'response' or 'both' (level "
+                                "'instruction' mines no response contexts); remove it or set "
+                                "it to null")
+        return self
+
 
 class PruningConfig(Strict):
     """`span`: one counterfactual per maximal run of marked tokens. `collective`: one per sample."""
 
     strategy: Literal["span", "collective"] = "span"
     max_counterfactuals_per_sample: PositiveInt | None = None
+    # Which marks become counterfactuals. `gradient`: LeaF's (Δ under the threshold). `random`
+    # (seeded) and `perplexity` (the student's most surprising context tokens): the masking
+    # ablation's control arms, marking per mined row exactly as many tokens as gradient mining
+    # marks there at this τ — same budget, different tokens.
+    mask: Literal["gradient", "random", "perplexity"] = "gradient"
     # The paper's validation: keep a counterfactual only if teacher and student both answer it
     # correctly (greedy generation + checker). Needs an `answer` field in the training data.
     validation: bool = False
@@ -180,6 +208,13 @@ class DistillConfig(Strict):
     # `validation_score`): the per-epoch signal a sweep's pruner reads to stop a bad trial
     # early. Off by default: `leafbench run` reports test scores and should not pay for it.
     validate_each_epoch: bool = False
+    # Which epoch's weights become the stage's student. `last`: the final epoch's (the paper).
+    # `best_validation_loss`: the official scripts' choice — `select_fraction` of the training
+    # samples (each with all its counterfactuals, drawn with the seed) is held out of training,
+    # its distillation loss is measured after every epoch (selection.jsonl) and the epoch with
+    # the lowest loss is the one kept.
+    select: Literal["last", "best_validation_loss"] = "last"
+    select_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
 
 
 class VLLMConfig(Strict):
@@ -224,6 +259,18 @@ class EvaluateConfig(Strict):
     unsafe_run_generated_code_unsandboxed: bool = False
 
 
+class PreliminaryConfig(Strict):
+    """The paper's preliminary experiment (the `preliminary` stage): the undistilled student on
+    the training items with a checkable answer, before and after removing the mined tokens,
+    and after removing as many random ones. Off by default: `enabled` adds it to a run;
+    `leafbench run EXP --until preliminary` runs it (with mine and prune) either way."""
+
+    enabled: bool = False
+    max_samples: PositiveInt | None = None  # the first N answerable training items; None: all
+    max_new_tokens: PositiveInt = 64
+    batch_size: PositiveInt = 32
+
+
 class InterpretConfig(Strict):
     """The `interpret` stage: how many mined samples the attention measurement and the Δ view
     use (a random choice with the experiment's seed)."""
@@ -250,6 +297,7 @@ class Experiment(Strict):
     pruning: PruningConfig = PruningConfig()
     distill: DistillConfig = DistillConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    preliminary: PreliminaryConfig = PreliminaryConfig()
     interpret: InterpretConfig = InterpretConfig()
     tracking: TrackingConfig = TrackingConfig()
 

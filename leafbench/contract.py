@@ -87,6 +87,9 @@ ARTIFACTS: dict[str, Artifacts] = {
         "detection": "detection.json",               # P/R/F1 vs true distractors, per τ
         "validation": "validation.jsonl",            # kept/dropped counterfactuals
     }, logged=("spans_sample.jsonl", "detection.json", "validation.jsonl")),
+    # The paper's preliminary experiment: per item, correct before / after removing the mined
+    # tokens / after removing as many random ones (`leafbench.preliminary`).
+    "preliminary": Artifacts({"items": "items.jsonl"}, logged=("items.jsonl",)),
     "teach": Artifacts({"index": "index.json"}),
     "distill": Artifacts({
         "student": "student",                # HF directory with a model card
@@ -97,7 +100,10 @@ ARTIFACTS: dict[str, Artifacts] = {
         "launch_stopped": "launch_stopped.json",  # a launched run stopped by its verdict
         # {epoch, score, n, seconds} per epoch, when `distill.validate_each_epoch` is on
         "validation": "validation.jsonl",
-    }, logged=("steps.jsonl", "timing.jsonl", "validation.jsonl", "student/*"),
+        # {epoch, loss, weights} per epoch, when `distill.select` is `best_validation_loss`
+        "selection": "selection.jsonl",
+        "best_epoch": "best_epoch",          # the best epoch's weights so far (while training)
+    }, logged=("steps.jsonl", "timing.jsonl", "validation.jsonl", "selection.jsonl", "student/*"),
         series=("steps.jsonl", "timing.jsonl")),
     # One directory per role (teacher, student_before, student_after), each an evaluation.
     "evaluate": Artifacts({"results": "results.json", "samples": "samples_{task}.jsonl"},

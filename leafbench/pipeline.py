@@ -1,5 +1,9 @@
 """Stage runner: mine -> prune -> distill -> evaluate, cached, atomic and resumable.
 
+Which stages a run computes is `planned_stages`: an experiment that evaluates no distilled
+student (a Pre-KD or teacher row) skips training, and the paper's preliminary experiment runs
+only when enabled or asked for with `until`.
+
 Each stage is a plain function from a context (the experiment, its upstream artifact
 directories, the resolved models) to an artifact directory plus a dict of summary metrics. Its
 cache key hashes the stage's own config, its upstream keys and its version, so
@@ -43,11 +47,12 @@ from leafbench.evaluation.stage import run_evaluate
 from leafbench.interpret.stage import run_interpret
 from leafbench.lease import Lease, compute_once
 from leafbench.mining.stage import run_mine
+from leafbench.preliminary.stage import run_preliminary
 from leafbench.pruning.stage import run_prune
 from leafbench.vocabulary import check as check_vocabularies
 
 __all__ = ["STAGES", "STAGE_NAMES", "ModelRefs", "StageContext", "StageResult", "digest",
-           "run_experiment"]
+           "planned_stages", "run_experiment"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,25 @@ class StageLogger(Protocol):
     def log_stage(self, result: StageResult) -> None: ...
 
 
+def _threshold(e: Experiment) -> dict[str, Any]:
+    """The threshold as keys see it: a field at its neutral default (a response τ of null) is
+    left out, so definitions written before it existed keep their cached artifacts."""
+    return _without_defaults(e.section("mining")["threshold"], {"response_tau": None})
+
+
+def _distill_key(e: Experiment) -> dict[str, Any]:
+    """Distillation's own settings, less the teacher cache (the teach stage's) and, when the
+    last epoch is kept, the epoch-selection fields (neutral then, and absent from older keys)."""
+    section = {k: v for k, v in e.section("distill").items() if k != "teacher_cache"}
+    if e.distill.select == "last":
+        section = {k: v for k, v in section.items() if k not in ("select", "select_fraction")}
+    return section
+
+
+def _without_defaults(section: dict[str, Any], neutral: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if not (k in neutral and v == neutral[k])}
+
+
 # Mining's key leaves out τ and the threshold mode: one pass serves every threshold.
 STAGES: tuple[Stage, ...] = (
     Stage("mine", 2, (), lambda e: {
@@ -74,9 +98,15 @@ STAGES: tuple[Stage, ...] = (
         "dtype": e.models.dtype,
     }, run_mine),
     Stage("prune", 2, ("mine",), lambda e: {
-        "threshold": e.section("mining")["threshold"], "baselines": e.mining.baselines,
-        "report_taus": e.mining.report_taus, "pruning": e.section("pruning"), "seed": e.seed,
+        "threshold": _threshold(e), "baselines": e.mining.baselines,
+        "report_taus": e.mining.report_taus,
+        "pruning": _without_defaults(e.section("pruning"), {"mask": "gradient"}), "seed": e.seed,
     }, run_prune),
+    # The paper's preliminary experiment (no training): off unless enabled or asked for.
+    Stage("preliminary", 1, ("mine", "prune"), lambda e: {
+        "preliminary": {k: v for k, v in e.section("preliminary").items() if k != "enabled"},
+        "checker": e.pruning.checker, "dtype": e.models.dtype, "seed": e.seed,
+    }, run_preliminary),
     # The teacher's outputs depend on the teacher, the dataset and the truncation only: λ, the
     # learning rate and the epochs reuse them. Top-k rows are taken at the loss temperature.
     # Keyed by the counterfactual set's content, not prune's key: a seed or baseline change
@@ -91,7 +121,7 @@ STAGES: tuple[Stage, ...] = (
         if e.distill.teacher_cache.mode in ("topk", "auto") else None,
     }, run_teach, content=("prune", artifact("prune", "counterfactuals"))),
     Stage("distill", 2, ("prune", "teach"), lambda e: {
-        "distill": {k: v for k, v in e.section("distill").items() if k != "teacher_cache"},
+        "distill": _distill_key(e),
         "seed": e.seed, "max_length": e.data.max_length,
         # The per-epoch validation scores are artifacts too: what decides them is in the key.
         **({"validation": {"max_gen_toks": e.evaluate.max_gen_toks,
@@ -101,11 +131,37 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", 1, ("distill",), lambda e: e.section("evaluate"), run_evaluate),
     # Attention mass on the mined tokens before and after distillation, and the Δ view.
     Stage("interpret", 1, ("mine", "prune", "distill"), lambda e: {
-        "threshold": e.section("mining")["threshold"], "max_length": e.data.max_length,
+        "threshold": _threshold(e), "max_length": e.data.max_length,
         "dtype": e.models.dtype, "seed": e.seed, "interpret": e.section("interpret"),
     }, run_interpret),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+
+# Evaluation of the models as given (teacher, student_before): nothing upstream, so its key is
+# the models' identity and the evaluate settings, never a distillation's.
+EVALUATE_ONLY = Stage("evaluate", 1, (), lambda e: e.section("evaluate"), run_evaluate)
+TRAINING = ("mine", "prune", "teach", "distill", "interpret")
+
+
+def planned_stages(exp: Experiment, until: str | None = None) -> tuple[Stage, ...]:
+    """The stages a run computes, in order.
+
+    * Up to `until` when given.
+    * `preliminary` only when `preliminary.enabled` or when it is `until` itself.
+    * Evaluate-only: when no `student_after` is evaluated and the run goes to evaluation, the
+      training stages are skipped (a Pre-KD or teacher row trains nothing) and evaluate runs
+      without upstream — except mine and prune, when the preliminary experiment needs them.
+    """
+    stages = STAGES[: STAGE_NAMES.index(until) + 1] if until else STAGES
+    preliminary = exp.preliminary.enabled or until == "preliminary"
+    stages = tuple(s for s in stages if s.name != "preliminary" or preliminary)
+    evaluate_only = ("student_after" not in exp.evaluate.models
+                     and any(s.name == "evaluate" for s in stages))
+    if not evaluate_only:
+        return stages
+    needed = {"mine", "prune"} if preliminary else set()
+    return tuple(EVALUATE_ONLY if s.name == "evaluate" else s for s in stages
+                 if s.name not in TRAINING or s.name in needed)
 
 
 def stage_key(stage: Stage, exp: Experiment, upstream: dict[str, str], refs: ModelRefs,
@@ -176,7 +232,7 @@ def run_experiment(
 ) -> list[StageResult]:
     """Run every stage in order (or up to `until`), reusing finished artifacts; return one
     result per stage run."""
-    stages = STAGES[: STAGE_NAMES.index(until) + 1] if until else STAGES
+    stages = planned_stages(exp, until)
     workspace = Path(exp.workspace)
     workspace.mkdir(parents=True, exist_ok=True)
     refs, testbed = resolve_models(exp, workspace)

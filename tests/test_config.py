@@ -73,6 +73,19 @@ BAD = [
         ("<= 1",)),
     Bad("lambda_above_one", "distill:\n  loss:\n    lambda: 1.2\n", "distill.loss.lambda", 1.2,
         ("<= 1",)),
+    Bad("response_tau_above_one", "mining:\n  level: both\n  threshold:\n    response_tau: 2\n",
+        "mining.threshold.response_tau", 2, ("<= 1",)),
+    Bad("response_tau_without_response_level",
+        "mining:\n  level: instruction\n  threshold:\n    response_tau: 0.05\n",
+        "mining.threshold.response_tau", 0.05, ("level 'response' or 'both'",)),
+    Bad("unknown_pruning_mask", "pruning:\n  mask: saliency\n", "pruning.mask", "saliency",
+        ("gradient", "random", "perplexity")),
+    Bad("unknown_epoch_selection", "distill:\n  select: best\n", "distill.select", "best",
+        ("last", "best_validation_loss")),
+    Bad("select_fraction_of_one", "distill:\n  select_fraction: 1.0\n",
+        "distill.select_fraction", 1.0, ("< 1",)),
+    Bad("unknown_preliminary_key", "preliminary:\n  enable: true\n", "preliminary.enable", True,
+        ("unknown key",)),
     Bad("lambda_negative", "distill:\n  loss:\n    lambda: -0.5\n", "distill.loss.lambda", -0.5,
         (">= 0",)),
     Bad("epochs_zero", "distill:\n  epochs: 0\n", "distill.epochs", 0, ("> 0",)),
@@ -359,8 +372,8 @@ def test_lambda_is_the_user_facing_name_in_to_dict_and_section(tmp_path):
     assert "lam" not in loss
     assert exp.section("distill")["loss"]["lambda"] == pytest.approx(0.25)
     assert set(exp.to_dict()) == {"name", "seed", "workspace", "models", "synthetic", "data",
-                                  "mining", "pruning", "distill", "evaluate", "interpret",
-                                  "tracking"}
+                                  "mining", "pruning", "distill", "evaluate", "preliminary",
+                                  "interpret", "tracking"}
 
 
 def test_to_dict_round_trips_through_a_file(tmp_path):

@@ -122,7 +122,9 @@ def test_thresholds_follow_the_official_file_names(rows, pair):
     instr, resp = TAU[pair]
     for variant in ("paper", "official"):
         assert rows[f"{pair}/math_instr_{variant}"].mining.threshold.tau == instr
-        assert rows[f"{pair}/math_instr_resp_{variant}"].mining.threshold.tau == resp
+        # Instr & Resp: each level its own τ, as the official scripts threshold them
+        resp_row = rows[f"{pair}/math_instr_resp_{variant}"].mining.threshold
+        assert (resp_row.tau_for("instruction"), resp_row.tau_for("response")) == (instr, resp)
         assert rows[f"{pair}/code_instr_{variant}"].mining.threshold.tau == 0.10
         assert rows[f"{pair}/code_instr_resp_{variant}"].mining.threshold.tau == 0.10
         assert rows[f"{pair}/math_instr_{variant}"].mining.level == "instruction"
@@ -138,6 +140,10 @@ def test_paper_variants_are_the_paper_and_official_variants_the_scripts(rows):
         if key.endswith("_official") and "_kd_" not in key:
             assert exp.mining.threshold.mode == "quantile", key
             assert exp.distill.loss.mode == "mixed" and exp.distill.loss.lam is None, key
+        if key.endswith("_official"):  # the scripts keep the best validation-loss epoch
+            assert exp.distill.select == "best_validation_loss", key
+        if key.endswith("_paper"):
+            assert exp.distill.select == "last", key
         if "_kd_" in key:  # plain KD: the counterfactual side weighs nothing
             assert exp.distill.loss.lam == 1.0 and exp.pruning.strategy == "collective", key
         assert exp.distill.lr == 1e-5 and exp.seed == 1234, key
@@ -165,7 +171,7 @@ def _flat(data: dict, prefix: str = "") -> dict[str, object]:
 
 def test_an_official_variant_differs_from_its_paper_row_in_the_named_fields_only(rows):
     allowed = {"name", "mining.threshold.mode", "distill.loss.mode", "distill.loss.lambda",
-               "distill.epochs", "data.max_length"}
+               "distill.epochs", "data.max_length", "distill.select"}
     pairs = [(k, k.removesuffix("_official") + "_paper") for k in rows if k.endswith("_official")]
     assert len(pairs) == 3 * 4 + 4  # LeaF rows everywhere; KD where the scripts differ (LLaMA)
     for official, paper in pairs:
@@ -256,3 +262,35 @@ def test_the_smoke_profile_turns_a_paper_row_into_a_testbed_run():
         "synthetic:teacher", "synthetic", "hf")
     assert exp.distill.epochs == 2  # -s after the profile still wins
     assert exp.mining.threshold.tau == 0.10  # what the row itself says stays
+
+
+def test_pre_kd_and_teacher_rows_train_nothing_and_the_others_train(rows):
+    from leafbench.pipeline import planned_stages
+
+    for key, exp in rows.items():
+        names = [s.name for s in planned_stages(exp)]
+        if key.startswith("teachers/") or key.endswith("pre_kd"):
+            assert names == ["evaluate"], key
+        else:
+            assert names == ["mine", "prune", "teach", "distill", "evaluate", "interpret"], key
+
+
+def test_the_masking_arms_differ_in_the_mask_alone(data):
+    train, _ = data
+    arms = {arm: _load(ABLATIONS / f"masking_{arm}_testbed.yaml", train).to_dict()
+            for arm in ("baselines", "random", "perplexity")}
+    base = _flat(arms.pop("baselines"))
+    assert base["pruning.mask"] == "gradient"
+    for arm, exp in arms.items():
+        changed = {k for k, v in _flat(exp).items() if v != base[k]}
+        assert changed == {"name", "pruning.mask"}, arm
+        assert _flat(exp)["pruning.mask"] == arm
+
+
+def test_the_preliminary_ablation_runs_the_preliminary_stage(data):
+    from leafbench.pipeline import planned_stages
+
+    train, _ = data
+    exp = _load(ABLATIONS / "preliminary_testbed.yaml", train)
+    assert exp.preliminary.enabled
+    assert [s.name for s in planned_stages(exp, "preliminary")] == ["mine", "prune", "preliminary"]

@@ -17,7 +17,7 @@ from conftest import small_experiment
 from safetensors.torch import load_file
 
 from leafbench.config import load_experiment
-from leafbench.pipeline import STAGE_NAMES, run_experiment
+from leafbench.pipeline import STAGE_NAMES, planned_stages, run_experiment
 from leafbench.tracking.mlflow_run import Tracker, tracking_uri
 
 
@@ -69,13 +69,14 @@ def test_identical_rerun_recomputes_nothing(first_run):
     exp, _, _ = first_run
     start = time.perf_counter()
     again = run_experiment(exp)
-    assert {r.status for r in again} == {"cached"} and len(again) == len(STAGE_NAMES) + 1
+    assert {r.status for r in again} == {"cached"} and len(again) == len(planned_stages(exp)) + 1
+    assert len(planned_stages(exp)) == len(STAGE_NAMES) - 1  # all but the preliminary experiment
     assert time.perf_counter() - start < 30
 
 
 def test_changing_tau_reuses_the_mining_pass(first_run, small_yaml):
-    exp = load_experiment(small_yaml, ["mining.threshold.tau=0.05", "evaluate.models=[teacher]"])
-    results = {r.name: r.status for r in run_experiment(exp)}
+    exp = load_experiment(small_yaml, ["mining.threshold.tau=0.05"])
+    results = {r.name: r.status for r in run_experiment(exp, until="prune")}
     assert results["mine"] == "cached"
     assert results["prune"] == "computed"
 
@@ -98,8 +99,8 @@ def test_a_new_seed_reprunes_but_reuses_the_teacher_pass(first_run, small_yaml):
 
 
 def test_validation_keeps_exactly_the_counterfactuals_both_models_answer(first_run, small_yaml):
-    exp = load_experiment(small_yaml, ["pruning.validation=true", "evaluate.models=[teacher]"])
-    results = {r.name: r for r in run_experiment(exp)}
+    exp = load_experiment(small_yaml, ["pruning.validation=true"])
+    results = {r.name: r for r in run_experiment(exp, until="prune")}
     assert results["mine"].status == "cached" and results["prune"].status == "computed"
     out = results["prune"].path
     outcomes = [json.loads(x) for x in (out / "validation.jsonl").read_text().splitlines()]
@@ -111,6 +112,29 @@ def test_validation_keeps_exactly_the_counterfactuals_both_models_answer(first_r
     assert {it["id"] for it in items if it["kind"] != "original"} == kept
     assert results["prune"].metrics["validation_kept_fraction"] == pytest.approx(
         len(kept) / len(outcomes))
+
+
+def test_without_student_after_nothing_is_trained_and_evaluate_needs_no_distillation(
+        first_run, small_yaml):
+    """A Pre-KD or teacher row: only the testbed and evaluate run; the scores are the full
+    run's for the same roles; the evaluate key ignores every training setting."""
+    _, full, _ = first_run
+    roles = "evaluate.models=[teacher, student_before]"
+    results = run_experiment(load_experiment(small_yaml, [roles]))
+    assert [r.name for r in results] == ["testbed", "evaluate"]
+    evaluated = results[-1]
+    assert evaluated.status == "computed"
+    scores = next(r for r in full if r.name == "evaluate").metrics
+    for name, value in evaluated.metrics.items():
+        assert name.split(".")[0] in ("teacher", "student_before") and scores[name] == value
+    retrained = load_experiment(small_yaml, [roles, "mining.threshold.tau=0.3", "distill.lr=0.5",
+                                             "pruning.mask=random"])
+    again = run_experiment(retrained)
+    assert [(r.name, r.key, r.status) for r in again][1:] == [
+        ("evaluate", evaluated.key, "cached")]
+    # an experiment that does evaluate the distilled student keeps its stage chain and keys
+    assert [s.name for s in planned_stages(first_run[0])] == [
+        "mine", "prune", "teach", "distill", "evaluate", "interpret"]
 
 
 def test_mlflow_run_tree_reads_back_from_the_sqlite_store(first_run):

@@ -325,3 +325,63 @@ def test_against_the_paper_board() -> None:
     assert [name for name, _ in row.not_compared] == [
         "leaf_humaneval_plus", "leaf_leetcode", "leaf_livecodebench", "leaf_math500",
         "leaf_olympiadbench"]
+
+
+# ------------------------------------------------------------------------------ end to end
+def test_report_on_smoke_runs_of_two_paper_rows(tmp_path: Path, capsys) -> None:
+    """Two rows of one pair (Pre-KD, evaluate-only; LeaF Instr Mask, trained) run at smoke
+    scale, their evaluations added to a board with `leafbench leaderboard add`, and
+    `leafbench report --reproduced BOARD`: the report's reproduced score, n and delta are the
+    added entries' against the published ones. GSM8K from the shared data when this machine
+    has it (then against the paper's own board), else the testbed's task against references
+    this test writes."""
+    from conftest import shared_data_dir
+
+    from leafbench.cli import main
+    from leafbench.leaderboard.render import md_text
+    from leafbench.leaderboard.reproduction import pts, signed_pts
+
+    repo = Path(__file__).resolve().parents[1]
+    data = shared_data_dir()
+    labels = {"pre_kd": "LLaMA3.2-1B-Instruct Pre-KD",
+              "math_instr_paper": "LLaMA3.2-1B-Instruct LeaF (Instr Mask)"}
+    if data is not None and (data / "gsm8k").is_dir():
+        task, published_board, extra = "leaf_gsm8k", PAPER_BOARD, [f"evaluate.data_dir={data}"]
+    else:
+        task, published_board, extra = "leaf_synthetic", tmp_path / "published", []
+        for label, score in zip(labels.values(), (0.3, 0.4), strict=True):
+            boards.add(published_board, reference(f"paper: {label}", "test", "2025-06-09", {
+                task: {"score": score, "n": 20, "metric": "exact_match,strict-match"}}))
+    workspace = tmp_path / "ws"
+    board = tmp_path / "reproduced"
+    for row, role in (("pre_kd", "student_before"), ("math_instr_paper", "student_after")):
+        # The profile, then a smaller testbed still: its scores mean nothing here, only that
+        # the report carries them (the testbed build dominates this test's time).
+        overrides = [f"workspace={workspace}", f"evaluate.tasks=[{task}]", "data.validation={}",
+                     "evaluate.limit=20", "synthetic.n_pretrain=600", "synthetic.n_train=16",
+                     "synthetic.teacher.steps=40", "synthetic.student.steps=30", *extra]
+        argv = ["run", str(repo / "experiments/paper/llama3.2-1b" / f"{row}.yaml"),
+                "--profile", str(repo / "experiments/profiles/smoke.yaml"), "--no-tracking",
+                "--until", "evaluate"]
+        assert main([*argv, *(x for o in overrides for x in ("-s", o))]) == 0
+        [results] = (workspace / "artifacts" / "evaluate").glob(f"*/{role}/results.json")
+        assert main(["leaderboard", "add", str(results.parent), "--board", str(board),
+                     "--model", labels[row]]) == 0
+    out = tmp_path / "report"
+    assert main(["report", "--published", str(published_board), "--reproduced", str(board),
+                 "--out", str(out)]) == 0
+    assert "Published numbers inside" in capsys.readouterr().out
+
+    markdown = (out / "report.md").read_text()
+    added = {e.label: e for e in boards.entries(board)}
+    published = {e.label: e for e in boards.entries(published_board)}
+    assert set(added) == set(labels.values())
+    for label, entry in added.items():
+        mine, theirs = entry.tasks[task], published[f"paper: {label}"].tasks[task]
+        assert mine.n == 20
+        section = markdown[markdown.index(f"## {md_text(label)} vs"):]
+        line = next(x for x in section.splitlines() if x.startswith(f"| {md_text(task)} "))
+        cells = [re.sub(r"\\(.)", r"\1", c.strip()) for c in line.strip("|").split("|")]
+        assert cells[1] == f"{pts(theirs.score)} ({theirs.n})"
+        assert cells[2].startswith(f"{pts(mine.score)} [") and cells[2].endswith(f"({mine.n})")
+        assert cells[4] == signed_pts(mine.score - theirs.score)

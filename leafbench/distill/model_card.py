@@ -31,6 +31,7 @@ def card_metadata(ctx: StageContext) -> dict[str, Any]:
             "mining_level": exp.mining.level,
             "threshold_mode": exp.mining.threshold.mode,
             "tau": exp.mining.threshold.tau,
+            "response_tau": exp.mining.threshold.tau_for("response"),
             "pruning": exp.pruning.strategy,
             "loss_mode": loss.mode,
             "lambda": loss.lam if loss.mode == "hybrid" else None,
@@ -48,6 +49,8 @@ def card_metadata(ctx: StageContext) -> dict[str, Any]:
 def write_model_card(student_dir: Path, ctx: StageContext) -> Path:
     meta = card_metadata(ctx)
     info = meta["leafbench"]
+    resp_tau = (f" (response level {info['response_tau']})"
+                if info["response_tau"] != info["tau"] else "")
     lam = f"λ = {info['lambda']}" if info["lambda"] is not None else "λ implicit (mixed set)"
     body = (
         f"# {info['experiment']}: LeaF-distilled student\n\n"
@@ -55,7 +58,7 @@ def write_model_card(student_dir: Path, ctx: StageContext) -> Path:
         "attention distillation (LeaF, arXiv 2506.07851), made by leafbench.\n\n"
         f"- Training pairs: `{info['train_data']}` (truncated to {info['max_length']} tokens)\n"
         f"- Confounder mining: {info['mining_level']} level, {info['threshold_mode']} threshold "
-        f"τ = {info['tau']}, {info['pruning']} pruning\n"
+        f"τ = {info['tau']}{resp_tau}, {info['pruning']} pruning\n"
         f"- Loss: {info['loss_mode']}, {lam}, {info['divergence']}, temperature "
         f"{info['temperature']}; teacher targets from the `{info['teacher_cache']}` cache "
         f"(top-k k = {info['teacher_cache_k']} when top-k)\n"

@@ -19,6 +19,10 @@ never stopped. Wall-clock figures go to timing.jsonl, apart from the determinist
 Per-epoch validation (`validate_each_epoch`, validation.py): after an epoch's last step, before
 any checkpoint of that step, the student is scored on the validation split and a watcher may
 stop the run (control.py); a resumed run cuts validation.jsonl back with the step log.
+
+Epoch selection (`select: best_validation_loss`, selection.py): a held-out slice of the samples
+is left out of training, its loss is measured after every epoch, and the epoch with the lowest
+loss — not necessarily the last — becomes the saved student.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from leafbench.distill.control import control_timeout
 from leafbench.distill.forward import response_hidden, response_logits
 from leafbench.distill.loss import TeacherTargets, chunked_divergence
 from leafbench.distill.model_card import write_model_card
+from leafbench.distill.selection import EpochSelection, split_heldout
 from leafbench.distill.teacher_cache import TeacherCache, encode_items
 from leafbench.distill.validation import EpochValidation
 from leafbench.models import load_causal_lm, load_tokenizer, resolve_device
@@ -88,6 +93,9 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
     items = read_jsonl(ctx.inputs["prune"] / artifact("prune", "counterfactuals"))
     encoded = encode_items(tokenizer, items, exp.data.max_length)
     units = UNITS[cfg.loss.mode](items)
+    heldout: list[Any] = []
+    if cfg.select == "best_validation_loss":
+        units, heldout = split_heldout(units, items, cfg.select_fraction, exp.seed)
     lengths = [sum(len(encoded[i].input_ids) for i in u.item_ids) for u in units]
 
     # Each process holds whole models on its own device (the data-parallel wrapper shards the
@@ -119,6 +127,9 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
     validation = EpochValidation.for_run(ctx, tokenizer, accelerator)
     if validation is not None:
         validation.cut_back(step // steps_per_epoch)
+    selection = EpochSelection.for_run(ctx.out, cfg, heldout, accelerator)
+    if selection is not None:
+        selection.cut_back(step // steps_per_epoch)
     recipe = _Recipe(accelerator, model, teacher, cache, encoded, tokenizer.pad_token_id, cfg)
     main = accelerator.is_main_process
     log_path, timing_path = ctx.out / STEPS_LOG, ctx.out / TIMING_LOG
@@ -139,13 +150,17 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
                 log.flush()
                 timing.flush()
             bar.advance(1)
+            if selection is not None and step % steps_per_epoch == 0:
+                selection.after_epoch(step // steps_per_epoch, recipe, model)
             if validation is not None and step % steps_per_epoch == 0:
                 validation.after_epoch(step // steps_per_epoch, model)  # may stop the run
             if step % cfg.save_every == 0 and step < total:
                 _checkpoint(ctx.out, step, accelerator)
 
-    _save_student(ctx, accelerator, model, tokenizer)
+    chosen, chosen_state = selection.chosen() if selection is not None else (cfg.epochs, None)
+    _save_student(ctx, accelerator, model, tokenizer, chosen_state)
     shutil.rmtree(ctx.out / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(ctx.out / artifact("distill", "best_epoch"), ignore_errors=True)
     history = read_jsonl(log_path)
     speed = read_jsonl(timing_path)
     metrics = {
@@ -156,6 +171,8 @@ def run_distill(ctx: StageContext) -> dict[str, float]:
         "tokens_per_s": sum(t["tokens"] for t in speed) / sum(t["seconds"] for t in speed),
         "teacher_forward_passes": float(recipe.teacher_passes),
     }
+    if selection is not None:
+        metrics.update(selection.metrics(chosen))
     score = validation.last_score() if validation is not None else None
     if score is not None:
         metrics["validation_score"] = score  # the last epoch's
@@ -198,6 +215,34 @@ class _Recipe:
         self.encoded, self.pad, self.cfg = encoded, pad, cfg
         self.teacher_passes = 0
 
+    def measure(self, units) -> float:
+        """The distillation loss of `units` taken as one global batch, without an update: the
+        held-out loss that epoch selection compares. Every process runs the same number of
+        micro-batches (sharded wrappers gather in each forward) and the sums are reduced."""
+        acc, cfg = self.accelerator, self.cfg
+        weights, _ = token_weights(units, self.encoded, cfg.loss.mode, cfg.loss.lam)
+        total = torch.zeros(1)
+        self.model.eval()
+        with torch.no_grad():
+            for batch in self._micro_batches(units):
+                ids, encs, groups, real = self._flatten(batch)
+                with acc.autocast():
+                    divergence = self.model(encs, self.pad, self._targets(ids, encs))
+                w = torch.tensor([weights[g] * k for g, k in zip(groups, real, strict=True)])
+                total += (divergence.detach().float().cpu() * w).sum()
+        self.model.train()
+        return acc.reduce(total.to(acc.device), "sum").item()
+
+    def _flatten(self, batch) -> tuple[list[str], list[EncodedPair], list[int], list[float]]:
+        """A micro-batch's item ids and encodings, and per loss row its group and weight flag."""
+        ids = [i for u, _ in batch for i in u.item_ids]
+        encs = [self.encoded[i] for i in ids]
+        groups = [g for u, _ in batch for i, g in zip(u.item_ids, u.groups, strict=True)
+                  for _ in range(self.encoded[i].n_loss)]
+        real = [keep for u, keep in batch for i in u.item_ids
+                for _ in range(self.encoded[i].n_loss)]
+        return ids, encs, groups, real
+
     def step(self, units, optimizer, scheduler) -> tuple[dict[str, float], int]:
         acc, cfg = self.accelerator, self.cfg
         weights, sizes = token_weights(units, self.encoded, cfg.loss.mode, cfg.loss.lam)
@@ -209,12 +254,7 @@ class _Recipe:
             acc.gradient_state._set_sync_gradients(last)  # DeepSpeed: accumulation boundary
             sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
             with sync:
-                ids = [i for u, _ in batch for i in u.item_ids]
-                encs = [self.encoded[i] for i in ids]
-                groups = [g for u, _ in batch for i, g in zip(u.item_ids, u.groups, strict=True)
-                          for _ in range(self.encoded[i].n_loss)]
-                real = [keep for u, keep in batch for i in u.item_ids
-                        for _ in range(self.encoded[i].n_loss)]
+                ids, encs, groups, real = self._flatten(batch)
                 with acc.autocast():
                     divergence = self.model(encs, self.pad, self._targets(ids, encs))
                 w = torch.tensor([weights[g] * k for g, k in zip(groups, real, strict=True)],
@@ -258,12 +298,16 @@ class _Recipe:
             return TeacherTargets(logits=response_logits(self.teacher, encs, self.pad))
 
 
-def _save_student(ctx: StageContext, accelerator: Any, model: Any, tokenizer: Any) -> None:
-    """HF format, gathered from every process, with a model card saying how it was made."""
+def _save_student(ctx: StageContext, accelerator: Any, model: Any, tokenizer: Any,
+                  chosen: dict[str, torch.Tensor] | None = None) -> None:
+    """HF format, gathered from every process, with a model card saying how it was made;
+    `chosen`: the selected epoch's weights (main process) instead of the final ones."""
     out = ctx.out / artifact("distill", "student")
     accelerator.wait_for_everyone()
     student = accelerator.unwrap_model(model).student
     state = {k.removeprefix("student."): v for k, v in accelerator.get_state_dict(model).items()}
+    if chosen is not None:
+        state = chosen
     student.save_pretrained(out, state_dict=state, is_main_process=accelerator.is_main_process,
                             save_function=accelerator.save)
     if accelerator.is_main_process:

@@ -22,13 +22,16 @@ from leafbench.models import resolve_device
 
 
 def role_models(ctx: StageContext) -> dict[str, tuple[str, Any]]:
-    """Role -> (model reference, what identifies it for caching)."""
-    distilled = ctx.inputs["distill"] / artifact("distill", "student")
-    return {
+    """Role -> (model reference, what identifies it for caching). `student_after` exists only
+    when a distillation ran upstream (an evaluate-only run scores the models as given)."""
+    models = {
         "teacher": (ctx.refs.teacher, ctx.refs.identity.get("teacher")),
         "student_before": (ctx.refs.student, ctx.refs.identity.get("student")),
-        "student_after": (str(distilled), ctx.inputs["distill"].name),
     }
+    if "distill" in ctx.inputs:
+        distilled = ctx.inputs["distill"] / artifact("distill", "student")
+        models["student_after"] = (str(distilled), ctx.inputs["distill"].name)
+    return models
 
 
 def run_evaluate(ctx: StageContext) -> dict[str, float]:

@@ -6,6 +6,10 @@ Writes
   spans.jsonl            every mined span: sample id, character offsets, text, Δ and ĝ values
   detection.json         when the data carries ground-truth distractor spans: precision / recall
                          / F1 of the marked tokens, for gradient mining and each baseline
+
+Marks come from gradient mining (Δ at the row's level's τ: `mining.threshold.tau` for the
+instruction, `response_tau` for response segments when set) or, for the masking ablation, from
+a baseline mask with the same per-row budget (`pruning.mask`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
+from leafbench.config import Experiment
 from leafbench.contract import CounterfactualItem, SpanRecord, StageContext, artifact
 from leafbench.mining import BASELINES, mark_confounders, precision_recall, token_in_spans
 from leafbench.pruning.spans import char_range, find_spans, prune_sample
@@ -31,7 +36,7 @@ def run_prune(ctx: StageContext) -> dict[str, float]:
 
     dataset, spans = [], []
     for row in rows:
-        marked = mark_confounders(row["delta"], row["tokens"], threshold.mode, threshold.tau)
+        marked = marks(row, exp)
         texts = {"instruction": row["instruction"], "response": row["response"]}
         dataset.append(_item(row, row["id"], texts, "original", []))
         cfs = prune_sample(texts, row["offsets"], row["sources"], marked, exp.pruning.strategy)
@@ -70,6 +75,20 @@ def run_prune(ctx: StageContext) -> dict[str, float]:
                 if tau == f"{threshold.tau:g}":
                     metrics.update({f"{method}_{k}": v for k, v in scores.items()})
     return metrics
+
+
+def marks(row: dict[str, Any], exp: Experiment) -> list[bool]:
+    """The context tokens of one mined row that pruning removes: gradient mining's marks at the
+    row's level's τ, or a baseline mask (`pruning.mask`) given the same number of tokens. The
+    random mask draws from a generator seeded by (seed, row id), so each row's draw is the same
+    whatever other rows the store holds."""
+    threshold = exp.mining.threshold
+    marked = mark_confounders(row["delta"], row["tokens"], threshold.mode,
+                              threshold.tau_for(row["level"]))
+    if exp.pruning.mask == "gradient":
+        return marked
+    rng = random.Random(f"{exp.seed}:{row['id']}")
+    return BASELINES[exp.pruning.mask](row, sum(marked), rng)
 
 
 def _validate(ctx: StageContext, rows: list[dict], dataset: list[CounterfactualItem]
