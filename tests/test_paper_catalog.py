@@ -262,6 +262,22 @@ def test_the_smoke_profile_turns_a_paper_row_into_a_testbed_run():
         "synthetic:teacher", "synthetic", "hf")
     assert exp.distill.epochs == 2  # -s after the profile still wins
     assert exp.mining.threshold.tau == 0.10  # what the row itself says stays
+    # The rows' GPU layout (4 data-parallel ranks) becomes one CPU process.
+    assert exp.mining.launch.num_processes == exp.distill.teacher_cache.launch.num_processes == 1
+
+
+def test_training_rows_mine_and_teach_data_parallel_on_a_gpu_node(rows):
+    """4 ranks of 2 GPUs each on an 8-GPU node for mining and the teacher pass; the stores do
+    not depend on the rank count, so nothing in a stage key may name it."""
+    from leafbench.pipeline import STAGES
+
+    for key, exp in rows.items():
+        for launch in (exp.mining.launch, exp.distill.teacher_cache.launch):
+            assert (launch.num_processes, launch.launcher) == (4, "accelerate"), key
+        one = exp.model_copy(update={"mining": exp.mining.model_copy(
+            update={"launch": exp.mining.launch.model_copy(update={"num_processes": 1})})})
+        for stage in STAGES:
+            assert stage.config(one) == stage.config(exp), (key, stage.name)
 
 
 def test_pre_kd_and_teacher_rows_train_nothing_and_the_others_train(rows):
