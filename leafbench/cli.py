@@ -1,4 +1,4 @@
-"""`leafbench` command line: run, validate, sweep, eval, leaderboard, report, data.
+"""`leafbench` command line: run, validate, sweep, eval, leaderboard, report, data, plan, claims.
 
 Exit status:
   0  done;
@@ -20,6 +20,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from leafbench.claims import commands as claims_commands
 from leafbench.config import ConfigError, Experiment, load_experiment
 from leafbench.errors import FailedStage, Fault, classify, failed_stage
 from leafbench.evaluation.backends import BACKENDS
@@ -114,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     leaderboard_commands.add_parser(sub)
     plan_command.add_parser(sub)
+    claims_commands.add_parser(sub)
 
     dat = sub.add_parser("data", help="build a paper training corpus (math: NuminaMath-CoT, "
                                       "code: AceCode-87K) as {instruction, response} JSONL")
@@ -370,7 +372,8 @@ def _data(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": _run, "validate": _validate, "eval": _eval, "sweep": _sweep,
             "leaderboard": leaderboard_commands.run, "report": leaderboard_commands.report,
-            "data": _data, "plan": plan_command.run}
+            "data": _data, "plan": plan_command.run,
+            "claims": claims_commands.run}
 
 if __name__ == "__main__":
     sys.exit(main())

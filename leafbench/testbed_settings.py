@@ -6,7 +6,7 @@ experiment schema in leafbench.config, which embeds them as `synthetic:`.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -33,6 +33,14 @@ class SyntheticConfig(Strict):
     The `train` split (mining and distillation) has d = answer with probability
     `train_correlation`: 0 by default, so its distractors are the confounders LeaF should
     teach the student to ignore; 1 reproduces the student's own biased world.
+
+    The harder variants: `n_distractors` clauses per problem (the first follows the split's
+    rule, the others are unrelated to the answer); `distractor_form` "fact" (today's irrelevant
+    facts), "quantity" (another person holding the same items: the operand sentences' own
+    shape), "unit" (a measurement of the items) or "mixed" (a form per clause);
+    `distractor_position` where the clauses go ("any" of the slots around the operand
+    sentences, or always first / between / last); `filler_sentences` number-free sentences
+    inserted anywhere before the question, for longer contexts.
     """
 
     seed: int = 0
@@ -46,3 +54,18 @@ class SyntheticConfig(Strict):
     vocab_size: PositiveInt = 600
     teacher: TinyModelConfig = TinyModelConfig()
     student: TinyModelConfig = TinyModelConfig(layers=2, hidden=64, heads=2, steps=600)
+    # Harder variants of the generator (leafbench.bench.testbed_map sweeps them). At their
+    # defaults the corpus is today's byte for byte and the testbed's cache key is unchanged
+    # (`GENERATOR_DEFAULTS`, leafbench.synthetic.testbed.testbed_key).
+    n_distractors: PositiveInt = 1  # distractor clauses per distracted problem
+    distractor_form: Literal["fact", "quantity", "unit", "mixed"] = "fact"
+    distractor_position: Literal["any", "first", "between", "last"] = "any"
+    filler_sentences: Annotated[int, Field(ge=0)] = 0  # number-free sentences: longer contexts
+
+
+# The generator settings added after the first testbeds were cached, with the values that
+# reproduce those testbeds: left out of the cache key while at these values.
+GENERATOR_DEFAULTS: dict[str, object] = {
+    "n_distractors": 1, "distractor_form": "fact", "distractor_position": "any",
+    "filler_sentences": 0,
+}

@@ -133,6 +133,69 @@ def test_corpus_is_determined_by_the_seed():
     assert other["test"] != generate_corpus(cfg)["test"]
 
 
+def test_default_generator_reproduces_the_original_corpus_byte_for_byte():
+    """The harder-variant settings (n_distractors, distractor_form, distractor_position,
+    filler_sentences) at their defaults draw exactly what the generator drew before they
+    existed: these digests were taken from the corpus of the earlier generator."""
+    import hashlib
+    import json
+
+    def digest(cfg: SyntheticConfig) -> str:
+        return hashlib.sha256(json.dumps(generate_corpus(cfg), sort_keys=True).encode()).hexdigest()
+
+    assert digest(SyntheticConfig()) == (
+        "e95d12cc7c97caffd39ca36c447f69b41296d7c69562ee6818d8759063f20815")
+    assert digest(SyntheticConfig(seed=3, train_correlation=0.5, max_operand=20,
+                                  n_pretrain=500)) == (
+        "1ec879bcb65792ddc6271ecd9f4b974cd7bf78273a4a1eddfd87839715dac8ce")
+
+
+def test_new_generator_settings_keep_cache_keys_at_their_defaults():
+    assert key_of(SyntheticConfig()) == "0d167ea06f6c52ff"  # the key before the settings existed
+    assert key_of(SyntheticConfig(n_distractors=1, filler_sentences=0)) == "0d167ea06f6c52ff"
+    changed = {key_of(SyntheticConfig(**{k: v})) for k, v in (
+        ("n_distractors", 2), ("distractor_form", "unit"), ("distractor_position", "last"),
+        ("filler_sentences", 1))}
+    assert len(changed) == 4 and "0d167ea06f6c52ff" not in changed
+
+
+@pytest.mark.parametrize("form", ["fact", "quantity", "unit", "mixed"])
+def test_several_distractors_each_have_a_clause_and_number_span(form):
+    cfg = SyntheticConfig(n_pretrain=50, n_train=40, n_test=40, n_validation=10,
+                          n_distractors=3, distractor_form=form, filler_sentences=2)
+    corpus = generate_corpus(cfg)
+    for r in corpus["test"] + corpus["train"]:
+        clauses, numbers = r["distractor_spans"], r["distractor_number_spans"]
+        assert len(clauses) == len(numbers) == 3
+        for (cs, ce), (ns, ne) in zip(clauses, numbers, strict=True):
+            assert cs <= ns < ne <= ce
+            assert r["instruction"][ns:ne].isdigit()
+            assert r["instruction"][cs:ce].endswith(".")
+        if r["id"].startswith("test"):  # no clause leaks the answer on the test split
+            assert all(r["instruction"][a:b] != r["answer"] for a, b in numbers)
+        # The pruned instruction keeps both operands and drops every distractor number.
+        pruned = without_distractors(r)
+        assert len(re.findall(r"\d+", pruned)) == 2
+        assert r["instruction"].count(".") == 2 + 3 + 2  # operands, clauses, fillers (+ "?")
+
+
+@pytest.mark.parametrize("position, sentences_before", [("first", 0), ("between", 1),
+                                                          ("last", 2)])
+def test_distractor_position_setting_puts_the_clause_there(position, sentences_before):
+    cfg = SyntheticConfig(n_pretrain=50, n_train=10, n_test=30, n_validation=10,
+                          distractor_position=position)
+    for r in generate_corpus(cfg)["test"]:
+        start = r["distractor_spans"][0][0]
+        assert r["instruction"][:start].count(".") == sentences_before
+
+
+def test_unknown_generator_setting_value_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        SyntheticConfig(distractor_form="colour")
+
+
 # ---------------------------------------------------------------- tokenizer
 def test_chat_template_renders_the_instruction_verbatim(tokenizer, corpus):
     r = corpus["test"][0]

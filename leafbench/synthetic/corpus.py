@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from leafbench.testbed_settings import SyntheticConfig
@@ -68,24 +69,77 @@ CLEAN_FRACTION = 0.25
 ANSWER_PATTERN = re.compile(r"The answer is (-?\d+)")
 
 
-def make_problem(rng: random.Random, max_operand: int, distractor: str, pid: str) -> dict:
+# The forms a distractor clause can take (`distractor_form`); {d} must come after any other
+# field. "fact" is the original testbed's; "quantity" has the operand sentences' own shape (a
+# count of the same items, held by someone else); "unit" measures the items.
+DISTRACTOR_FORMS: dict[str, list[str]] = {
+    "fact": DISTRACTORS,
+    "quantity": [
+        "{other} has {d} {item}.",
+        "{other} bought {d} {item} last week.",
+        "There are {d} {item} in the shop next door.",
+        "{other} gave away {d} {item} yesterday.",
+    ],
+    "unit": [
+        "The {item} weigh {d} grams.",
+        "Each of the {item} costs {d} cents.",
+        "The box of {item} is {d} centimetres wide.",
+        "{name} walked {d} metres to the shop.",
+    ],
+}
+FORM_NAMES = ("fact", "quantity", "unit")
+# Number-free sentences that only make the context longer (`filler_sentences`).
+FILLERS = [
+    "The sky is clear today.",
+    "{name} likes to sing.",
+    "Everyone had a nice day.",
+    "The weather is mild.",
+    "{name} smiles at a friend.",
+    "It is a quiet afternoon.",
+]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a distracted problem is laid out (the SyntheticConfig fields of the same names);
+    the defaults are the original testbed's."""
+
+    n_distractors: int = 1
+    distractor_form: str = "fact"
+    distractor_position: str = "any"
+    filler_sentences: int = 0
+
+    @classmethod
+    def of(cls, cfg: SyntheticConfig) -> Shape:
+        return cls(cfg.n_distractors, cfg.distractor_form, cfg.distractor_position,
+                   cfg.filler_sentences)
+
+
+def _distractor_number(rng: random.Random, rule: str, answer: int, max_operand: int
+                       ) -> int | None:
+    if rule == "answer":
+        return answer
+    if rule == "independent":
+        return rng.randint(0, 2 * max_operand)
+    if rule == "not_answer":
+        return rng.choice([n for n in range(2 * max_operand + 1) if n != answer])
+    if rule == "none":
+        return None
+    raise ValueError(f"distractor rule {rule!r}: expected independent|answer|not_answer|none")
+
+
+def make_problem(rng: random.Random, max_operand: int, distractor: str, pid: str,
+                 shape: Shape = Shape()) -> dict:
     """One record. `distractor` says how d relates to the answer:
     `independent` (uniform over the answer range), `answer` (d == a + b),
     `not_answer` (uniform over the answer range without the answer) or `none` (no distractor
-    clause; both span lists are empty)."""
+    clause; both span lists are empty). With `shape.n_distractors` > 1 only the first clause
+    follows the rule; the others are unrelated to the answer (never equal to it under
+    `not_answer`). The random draws at the default shape are the original testbed's, in the
+    same order, so its corpora are reproduced byte for byte."""
     a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
     answer = a + b
-    if distractor == "answer":
-        d = answer
-    elif distractor == "independent":
-        d = rng.randint(0, 2 * max_operand)
-    elif distractor == "not_answer":
-        d = rng.choice([n for n in range(2 * max_operand + 1) if n != answer])
-    elif distractor == "none":
-        d = None
-    else:
-        raise ValueError(
-            f"distractor rule {distractor!r}: expected independent|answer|not_answer|none")
+    d = _distractor_number(rng, distractor, answer, max_operand)
 
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     first, second, question = (t.format(name=name, item=item, a=a, b=b)
@@ -100,18 +154,44 @@ def make_problem(rng: random.Random, max_operand: int, distractor: str, pid: str
     }
     if d is None:
         return record
-    clause_template = rng.choice(DISTRACTORS)
-    clause = clause_template.format(name=name, d=d)
-    number_offset = len(clause_template[: clause_template.index("{d}")].format(name=name))
-    sentences = [first, second]
-    position = rng.randint(0, 2)  # before, between or after the operand sentences
-    sentences.insert(position, clause)
-    start = sum(len(s) + 1 for s in sentences[:position])
-    record["instruction"] = " ".join([*sentences, question])
-    record["distractor_spans"] = [[start, start + len(clause)]]
-    record["distractor_number_spans"] = [[start + number_offset,
-                                          start + number_offset + len(str(d))]]
+    # (sentence, (offset, length) of its distractor number or None) in reading order.
+    parts: list[tuple[str, tuple[int, int] | None]] = [(first, None), (second, None)]
+    extra_rule = "not_answer" if distractor == "not_answer" else "independent"
+    for k in range(shape.n_distractors):
+        number = d if k == 0 else _distractor_number(rng, extra_rule, answer, max_operand)
+        form = shape.distractor_form if shape.distractor_form != "mixed" else rng.choice(FORM_NAMES)
+        template = rng.choice(DISTRACTOR_FORMS[form])
+        other = (rng.choice([n for n in NAMES if n != name]) if "{other}" in template else "")
+        fields = {"name": name, "other": other, "item": item}
+        clause = template.format(d=number, **fields)
+        offset = len(template[: template.index("{d}")].format(**fields))
+        parts.insert(_slot(rng, shape.distractor_position, parts, first),
+                     (clause, (offset, len(str(number)))))
+    for _ in range(shape.filler_sentences):
+        filler = rng.choice(FILLERS).format(name=name)
+        parts.insert(rng.randint(0, len(parts)), (filler, None))
+    record["instruction"] = " ".join([*(text for text, _ in parts), question])
+    start = 0
+    for text, number in parts:
+        if number is not None:
+            offset, length = number
+            record["distractor_spans"].append([start, start + len(text)])
+            record["distractor_number_spans"].append([start + offset, start + offset + length])
+        start += len(text) + 1
     return record
+
+
+def _slot(rng: random.Random, position: str, parts: list[tuple[str, Any]], first: str) -> int:
+    """Where the next distractor clause goes among the sentences before the question."""
+    if position == "any":  # before, between or after the operand sentences (and earlier clauses)
+        return rng.randint(0, len(parts))
+    if position == "first":
+        return 0
+    if position == "last":
+        return len(parts)
+    if position == "between":
+        return [text for text, _ in parts].index(first) + 1
+    raise ValueError(f"distractor position {position!r}: expected any|first|between|last")
 
 
 def generate_split(cfg: SyntheticConfig, split: str, exclude: frozenset[str] = frozenset()
@@ -126,6 +206,7 @@ def generate_split(cfg: SyntheticConfig, split: str, exclude: frozenset[str] = f
     n = {"teacher_pretrain": cfg.n_pretrain, "student_pretrain": cfg.n_pretrain,
          "train": cfg.n_train, "test": cfg.n_test, "validation": cfg.n_validation}[split]
     clean_fraction = getattr(cfg, "clean_fraction", CLEAN_FRACTION)  # a config field, once there
+    shape = Shape.of(cfg)
     records: list[dict] = []
     while len(records) < n:
         if split.endswith("pretrain") and rng.random() < clean_fraction:
@@ -138,7 +219,7 @@ def generate_split(cfg: SyntheticConfig, split: str, exclude: frozenset[str] = f
             rule = "answer" if rng.random() < cfg.train_correlation else "independent"
         else:  # the student's world: the distractor leaks the answer
             rule = "answer" if rng.random() < cfg.spurious_correlation else "independent"
-        record = make_problem(rng, cfg.max_operand, rule, f"{split}-{len(records):05d}")
+        record = make_problem(rng, cfg.max_operand, rule, f"{split}-{len(records):05d}", shape)
         if record["instruction"] not in exclude:
             records.append(record)
     return records

@@ -32,7 +32,7 @@ from leafbench.synthetic.models import tiny_llama
 from leafbench.synthetic.pretrain import pretrain
 from leafbench.synthetic.probe import answer_rates, without_distractors
 from leafbench.synthetic.tokenizer import train_tokenizer
-from leafbench.testbed_settings import SyntheticConfig
+from leafbench.testbed_settings import GENERATOR_DEFAULTS, SyntheticConfig
 
 VERSION = "5"  # bump when a change here changes what a given config builds
 # 5: built with a fixed intra-op thread count (leafbench.determinism), whatever the cores
@@ -68,7 +68,13 @@ class Testbed:
 
 
 def testbed_key(cfg: SyntheticConfig) -> str:
-    return hashlib.sha256(f"{VERSION}\n{cfg.model_dump_json()}".encode()).hexdigest()[:16]
+    """The cache key: VERSION and the config, leaving out the generator settings added later
+    while they hold the values that reproduce the earlier testbeds (GENERATOR_DEFAULTS), so
+    every testbed cached before they existed keeps its key."""
+    unchanged = {name for name, value in GENERATOR_DEFAULTS.items()
+                 if getattr(cfg, name) == value}
+    dumped = cfg.model_dump_json(exclude=unchanged)
+    return hashlib.sha256(f"{VERSION}\n{dumped}".encode()).hexdigest()[:16]
 
 
 def build_testbed(cfg: SyntheticConfig, cache_root: Path, progress: bool = True) -> Testbed:
