@@ -43,8 +43,9 @@ def check_experiment(exp: Experiment, ctx: Context) -> list[ConfigError]:
             found.append(ConfigError(
                 ctx.source, f"{name}.num_processes", launch.num_processes,
                 f"accelerate launches one process per GPU and {gpus} are visible{_visible()}; "
-                f"set it to at most {gpus}" + (" (or launcher 'torchrun' for CPU processes)"
-                                               if gpus == 0 else "")))
+                + (f"set it to at most {gpus}" if gpus else
+                   "run where GPUs are, or set it to 1 (or launcher 'torchrun' for CPU "
+                   "processes)")))
     return found
 
 
