@@ -214,8 +214,10 @@ def _profile(args: argparse.Namespace) -> list[str]:
 
 def _validate(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment, [*_profile(args), *args.set])
-    if args.preflight:
-        _preflight(exp, args.experiment)
+    if args.preflight:  # the checks of exactly the stages `leafbench run` would compute
+        from leafbench.pipeline import planned_stages
+
+        _preflight(exp, args.experiment, stages=tuple(s.name for s in planned_stages(exp)))
         print(f"{args.experiment}: valid experiment '{exp.name}'; preflight passed")
         return 0
     print(f"{args.experiment}: valid experiment '{exp.name}'")

@@ -312,6 +312,13 @@ class Experiment(Strict):
                 )
         return self
 
+    @property
+    def trains(self) -> bool:
+        """Whether a full run distils: only when the distilled student is scored. A Pre-KD or
+        teacher row (no `student_after`) is evaluate-only — the pipeline skips mining, pruning,
+        the teacher pass and distillation, and the cost plan counts none of them."""
+        return "student_after" in self.evaluate.models
+
     def section(self, name: str) -> dict[str, Any]:
         """A stage's own config as plain data (used for cache keys and MLflow params)."""
         return self.to_dict()[name]

@@ -82,10 +82,16 @@ def _errno(*codes: int) -> Callable[[BaseException], bool]:
     return lambda err: any(isinstance(e, OSError) and e.errno in codes for e in _chain(err))
 
 
-def _named(*names: str, text: str | None = None) -> Callable[[BaseException], bool]:
+def _named(*names: str, text: str | None = None,
+           modules: tuple[str, ...] = ()) -> Callable[[BaseException], bool]:
+    """An exception in the chain whose class (or a base) has one of `names` — defined in one of
+    `modules` when given — or whose message holds `text`."""
+    def named(e: BaseException) -> bool:
+        return any(c.__name__ in names and (not modules or c.__module__.startswith(modules))
+                   for c in type(e).__mro__)
+
     def matches(err: BaseException) -> bool:
-        return any(any(c.__name__ in names for c in type(e).__mro__)
-                   or (text is not None and text in str(e)) for e in _chain(err))
+        return any(named(e) or (text is not None and text in str(e)) for e in _chain(err))
     return matches
 
 
@@ -106,10 +112,12 @@ FAULTS: tuple[Fault, ...] = (
     Fault("host memory exhausted", _named("MemoryError"),
           "lower the stage's batch size or run where more memory is"),
     # httpx's TransportError covers refused, reset and cut-off connections; the hub client
-    # wraps one it cannot fall back from in LocalEntryNotFoundError; requests/urllib3 in theirs
+    # wraps one it cannot fall back from in LocalEntryNotFoundError. Only the hub client's own
+    # stack counts: a ConnectionError from an MLflow server is no hub fault.
     Fault("the hub connection dropped", _named(
         "TransportError", "LocalEntryNotFoundError", "ConnectionError", "TimeoutError",
-        "ChunkedEncodingError", "ProtocolError"),
+        "ChunkedEncodingError", "ProtocolError",
+        modules=("huggingface_hub", "httpx", "httpcore")),
         "check the connection (HF_ENDPOINT); downloads already finished are kept in the hub "
         "cache"),
     Fault("the hub refused a request", _named("HfHubHTTPError"),

@@ -155,8 +155,7 @@ def planned_stages(exp: Experiment, until: str | None = None) -> tuple[Stage, ..
     stages = STAGES[: STAGE_NAMES.index(until) + 1] if until else STAGES
     preliminary = exp.preliminary.enabled or until == "preliminary"
     stages = tuple(s for s in stages if s.name != "preliminary" or preliminary)
-    evaluate_only = ("student_after" not in exp.evaluate.models
-                     and any(s.name == "evaluate" for s in stages))
+    evaluate_only = not exp.trains and any(s.name == "evaluate" for s in stages)
     if not evaluate_only:
         return stages
     needed = {"mine", "prune"} if preliminary else set()

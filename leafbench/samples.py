@@ -60,13 +60,15 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
 
 
 def load_pairs(path: str | Path, max_samples: int | None = None) -> list[dict[str, Any]]:
-    """Read a JSONL of pairs; every row needs `instruction` and `response` (ids are filled in)."""
+    """Read a JSONL of pairs; every row needs `instruction` and `response`. Ids are filled in
+    (the line's position) and always strings: counterfactuals extend them (`"3#cf0"`) and the
+    teacher cache's JSON index keys them, so an integer id would not survive either."""
     rows = read_jsonl(path)
     for i, row in enumerate(rows):
         for key in ("instruction", "response"):
             if not isinstance(row.get(key), str):
                 raise ValueError(f"{path}: line {i + 1}: field '{key}' missing or not a string")
-        row.setdefault("id", str(i))
+        row["id"] = str(row.get("id", i))
     return rows[:max_samples] if max_samples else rows
 
 

@@ -136,6 +136,28 @@ def test_paper_row_plans_from_hub_ids_without_the_data(
     assert list(no_weights.iterdir()) == []
 
 
+def test_data_parallel_ranks_divide_the_wall_time_not_the_gpu_hours(
+        no_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper rows mine and teach on 4 ranks; one rank does the same work 4 times slower
+    on a quarter of the GPUs."""
+    four = {s["stage"]: s for s in _run_json(capsys, str(PAPER_ROW))["stages"]}
+    one = {s["stage"]: s for s in _run_json(
+        capsys, str(PAPER_ROW), "-s", "mining.launch.num_processes=1",
+        "-s", "distill.teacher_cache.launch.num_processes=1")["stages"]}
+    for stage in ("mine", "teach"):
+        assert four[stage]["gpu_hours"] == pytest.approx(one[stage]["gpu_hours"])
+        assert four[stage]["hours"] == pytest.approx(one[stage]["hours"] / 4)
+        assert four[stage]["gpus"] == 4 * one[stage]["gpus"]
+
+
+def test_an_evaluate_only_row_plans_its_evaluation_alone(
+        no_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pre_kd = PAPER_ROW.with_name("pre_kd.yaml")
+    plan = _run_json(capsys, str(pre_kd))
+    assert [s["stage"] for s in plan["stages"]] == ["evaluate"]
+    assert [w["model"] for w in plan["stages"][0]["work"]] == ["student_before"]
+
+
 def test_sizes_from_the_command_line_override_the_paper_defaults(
         no_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = _run_json(capsys, str(PAPER_ROW), "--items", "1000", "--prompt-tokens", "100",

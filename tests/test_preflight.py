@@ -375,3 +375,32 @@ def test_only_the_stages_that_run_are_preflighted(world, capsys):
     exp = load_experiment(path)
     assert problems(exp, Context("x", stages=frozenset({"mine", "prune"}))) == []
     assert {p.field for p in problems(exp, Context("x"))} >= {"evaluate.data_dir"}
+
+
+def test_the_preliminary_experiment_needs_answers_and_instruction_tokens(world, capsys):
+    """Both would otherwise fail only after mining and pruning have run."""
+    path = write_experiment(world, preliminary={"enabled": True})
+    assert_one_line(*cli(capsys, "validate", "--preflight", str(path)), "data.train",
+                    "no line has an 'answer' field")
+    Path(world["train"]).write_text("".join(json.dumps({**p, "answer": str(2 * i)}) + "\n"
+                                            for i, p in enumerate(PAIRS)))
+    assert main(["validate", "--preflight", str(path)]) == 0
+    capsys.readouterr()
+    path = write_experiment(world, preliminary={"enabled": True}, mining={"level": "response"})
+    assert_one_line(*cli(capsys, "validate", "--preflight", str(path)), "mining.level",
+                    "instruction")
+
+
+def test_an_evaluate_only_row_needs_no_teacher_and_no_training_launchers(world, capsys):
+    """A Pre-KD row scores the student as given: a teacher or a launch layout for stages that
+    never run is not checked, in `validate --preflight` as in `run`; a training row's is."""
+    missing = str(world["tmp"] / "no-such-teacher")
+    (world["tmp"] / "no-such-teacher").mkdir()  # exists (config checks that), but is empty
+    layout = {"launch": {"num_processes": 4}}
+    path = write_experiment(world, models={"teacher": missing},
+                            evaluate={"models": ["student_before"]}, mining=layout)
+    assert main(["validate", "--preflight", str(path)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    path = write_experiment(world, models={"teacher": missing}, mining=layout)
+    assert_one_line(*cli(capsys, "validate", "--preflight", str(path)), "models.teacher",
+                    "no config.json")

@@ -108,9 +108,9 @@ class EpochSelection:
         tmp = root / f".epoch-{epoch}.pt.tmp"
         torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
         tmp.rename(root / f"epoch-{epoch}.pt")
-        for old in root.glob("epoch-*.pt"):
-            if old.name != f"epoch-{epoch}.pt":
-                old.unlink()
+        # Earlier bests are kept (one file per improving epoch, the folder goes when the stage
+        # ends): after a resume the replayed epochs may not beat an earlier best again — not on
+        # GPUs, whose kernels are not bit-reproducible — and its weights must still be there.
 
     def chosen(self) -> tuple[int, dict[str, torch.Tensor] | None]:
         """The epoch with the lowest held-out loss (the earliest on ties) and, on the main

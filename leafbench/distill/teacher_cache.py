@@ -25,6 +25,7 @@ exited, so the cache is byte-identical for any number of processes.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,8 @@ def run_teach(ctx: StageContext) -> dict[str, float]:
     if missing:
         raise RuntimeError(f"teach: {len(missing)} shards unfinished after all ranks exited "
                            f"(first: {missing[0]}); run the stage again to resume")
+    for leftover in ctx.out.glob(".shard-*.partial"):  # writes a killed rank never finished
+        leftover.unlink()
 
     spans, offset, shard = {}, 0, -1
     for n, item_id in enumerate(ids):
@@ -142,7 +145,7 @@ def _teach_share(ctx: StageContext, tokenizer: Any, encoded: dict[str, EncodedPa
                              tokenizer.pad_token_id, exp.distill.batch_size, len(tokenizer),
                              work["mode"], cfg.k, exp.distill.loss.temperature)
         final = _shard_file(ctx.out, number)
-        tmp = final.with_suffix(".partial")
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")  # the writer's own name
         save_file({k: v.contiguous() for k, v in rows.tensors().items()}, str(tmp))
         tmp.rename(final)  # a killed write never leaves a shard under its final name
 

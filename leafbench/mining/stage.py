@@ -18,6 +18,7 @@ keep their meaning, so the prune stage reads both kinds alike.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,9 +165,12 @@ def _batch_file(batch_dir: Path, b: int) -> Path:
 
 
 def _write_batch(batch_dir: Path, b: int, text: str) -> None:
-    """Written aside and renamed: a batch file under its final name is always whole."""
+    """Written aside and renamed: a batch file under its final name is always whole. The
+    temporary name is the writer's own (its pid): an orphaned rank of a killed run and the rank
+    of the run that took over may write the same batch, and neither may truncate the other's
+    file under the other's rename (their contents are identical)."""
     final = _batch_file(batch_dir, b)
-    tmp = final.with_suffix(".tmp")
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.rename(final)
 

@@ -167,12 +167,15 @@ def plan_mine(exp: Experiment, t: Architecture, st: Architecture, w: Workload,
     gpus = costs.gpus_to_hold(total, s.gpu_memory_gb)
     work = [ModelWork("teacher", n, n * w.length, tf, tb),
             ModelWork("student", n, n * w.length, sf, sb)]
-    # device_map runs the layers one GPU after another: every GPU held, one busy at a time
-    wall = _hours(tf + tb + sf + sb, s)
-    return StagePlan("mine", work, total / gpus / GB, gpus, wall * gpus, wall,
+    # device_map runs the layers one GPU after another: every GPU held, one busy at a time;
+    # data-parallel ranks (mining.launch) each hold such a replica and split the batches
+    ranks = exp.mining.launch.num_processes
+    wall = _hours(tf + tb + sf + sb, s) / ranks
+    return StagePlan("mine", work, total / gpus / GB, gpus * ranks, wall * gpus * ranks, wall,
                      notes=[f"{len(units)} unit(s) per item; backward to the input embeddings "
                             "only (no weight gradients)",
-                            f"teacher + student on {gpus} GPU(s) via device_map"])
+                            f"teacher + student on {gpus} GPU(s) via device_map, "
+                            f"× {ranks} data-parallel rank(s)"])
 
 
 def cache_mode(exp: Experiment, student: Architecture) -> str:
@@ -208,11 +211,14 @@ def plan_teach(exp: Experiment, t: Architecture, st: Architecture, w: Workload,
     gpus = costs.gpus_to_hold(total, s.gpu_memory_gb)
     kept = f"k={exp.distill.teacher_cache.k} log-probs + int32 ids" if mode == "topk" \
         else f"float32 logits over {st.tokenizer_vocab} tokens"
+    ranks = exp.distill.teacher_cache.launch.num_processes  # replicas splitting the batches
+    wall = _hours(fwd, s) / ranks
     return StagePlan("teach", [ModelWork("teacher", seqs, seqs * w.length, fwd, 0.0)],
-                     total / gpus / GB, gpus, _hours(fwd, s) * gpus, _hours(fwd, s),
+                     total / gpus / GB, gpus * ranks, wall * gpus * ranks, wall,
                      disk_gb=disk / GB,
                      notes=[f"cache mode {mode}: {kept} per response position",
-                            f"{positions:,.0f} cached positions"])
+                            f"{positions:,.0f} cached positions; {ranks} data-parallel "
+                            f"rank(s) × {gpus} GPU(s)"])
 
 
 def _sequence_forward(t: Architecture, w: Workload, seqs: float, positions: float) -> float:
@@ -332,8 +338,12 @@ STAGE_PLANS = (("mine", plan_mine), ("teach", plan_teach), ("distill", plan_dist
 
 def build_plan(exp: Experiment, teacher: Architecture, student: Architecture,
                workload: Workload, settings: Settings) -> Plan:
-    """Every stage's plan; prune is listed with no GPU work (it reads the saliency store)."""
-    stages = [fn(exp, teacher, student, workload, settings) for _, fn in STAGE_PLANS]
-    stages.insert(1, StagePlan("prune", [], 0.0, 0, 0.0,
-                               notes=["thresholds and spans on the CPU: no model"]))
+    """Every stage's plan; prune is listed with no GPU work (it reads the saliency store). An
+    evaluate-only experiment (`Experiment.trains` false) plans its evaluation alone, as the
+    pipeline runs it."""
+    planned = STAGE_PLANS if exp.trains else tuple(p for p in STAGE_PLANS if p[0] == "evaluate")
+    stages = [fn(exp, teacher, student, workload, settings) for _, fn in planned]
+    if exp.trains:
+        stages.insert(1, StagePlan("prune", [], 0.0, 0, 0.0,
+                                   notes=["thresholds and spans on the CPU: no model"]))
     return Plan(exp.name, teacher, student, workload, settings, stages)

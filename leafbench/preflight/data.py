@@ -37,7 +37,34 @@ def check_experiment(exp: Experiment, ctx: Context) -> list[ConfigError]:
         problem = first_problem(Path(file), {})
         if problem:
             found.append(ConfigError(ctx.source, f"data.validation.{task}", file, problem))
+    # Planned stages name it when it runs (`--until preliminary` too); without a plan (a
+    # sweep's base experiment) it runs only when enabled.
+    if "preliminary" in (ctx.stages or ()) or (ctx.stages is None and exp.preliminary.enabled):
+        found += _preliminary_problems(exp, ctx)
     return found
+
+
+def _preliminary_problems(exp: Experiment, ctx: Context) -> list[ConfigError]:
+    """The preliminary experiment removes mined *instruction* tokens and grades answers: both
+    must exist, or it would fail only after mining and pruning have run."""
+    found = []
+    if exp.mining.level == "response":
+        found.append(ConfigError(ctx.source, "mining.level", exp.mining.level,
+                                 "the preliminary experiment removes mined instruction tokens; "
+                                 "use 'instruction' or 'both'"))
+    if exp.data.train != "synthetic" and not _any_answer(Path(exp.data.train)):
+        found.append(ConfigError(ctx.source, "data.train", exp.data.train,
+                                 "the preliminary experiment grades answers and no line has an "
+                                 "'answer' field; add one, or leave preliminary off"))
+    return found
+
+
+def _any_answer(path: Path) -> bool:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and json.loads(line).get("answer") not in (None, ""):
+                return True
+    return False
 
 
 def first_problem(path: Path, fields: dict[str, tuple[type, ...]]) -> str | None:

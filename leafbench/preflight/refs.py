@@ -22,14 +22,28 @@ if TYPE_CHECKING:
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
+# Stages that load both models (mining, the teacher pass, distillation, attention before and
+# after, the preliminary experiment's mined items); evaluation loads only the roles it scores.
+TRAINING_STAGES = ("mine", "teach", "distill", "interpret", "preliminary")
+EVALUATED_AS = {"teacher": {"teacher"}, "student": {"student_before", "student_after"}}
+
+
 def check_experiment(exp: Experiment, ctx: Context) -> list[ConfigError]:
     found = []
     for role in ("teacher", "student"):
+        if not _loaded(exp, ctx, role):
+            continue  # a Pre-KD row never needs the (gated, 70B) teacher
         ref = getattr(exp.models, role)
         problem = reference_problem(ref, None, ctx.hub_timeout_s)
         if problem:
             found.append(ConfigError(ctx.source, f"models.{role}", ref, problem))
     return found
+
+
+def _loaded(exp: Experiment, ctx: Context, role: str) -> bool:
+    if any(ctx.runs(stage) for stage in TRAINING_STAGES):
+        return True
+    return ctx.runs("evaluate") and bool(EVALUATED_AS[role] & set(exp.evaluate.models))
 
 
 def reference_problem(ref: str, revision: str | None, timeout_s: float) -> str | None:
