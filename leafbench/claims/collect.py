@@ -38,15 +38,8 @@ def pipeline_runner(exp: Experiment, until: str) -> list[StageResult]:
     return run_experiment(exp, until=until)
 
 
-def has_stage(name: str) -> bool:
-    from leafbench.pipeline import STAGE_NAMES
-
-    return name in STAGE_NAMES
-
-
 def conditions_needed() -> list[Condition]:
-    names = ["leaf", "kd", "collective", *(["preliminary"] if has_stage("preliminary") else [])]
-    return [CONDITIONS[n] for n in names]
+    return [CONDITIONS[n] for n in ("leaf", "kd", "collective", "preliminary")]
 
 
 def collect(path: Path, overrides: list[str], seeds: list[int], vary: str,

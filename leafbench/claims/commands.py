@@ -140,18 +140,3 @@ def log_to_mlflow(exp: Any, report: dict[str, Any]) -> str:
         mlflow.log_dict(report, "claims.json")
         mlflow.log_text(render_table(report), "claims.md")
         return run.info.run_id
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point until `claims` is registered in leafbench.cli."""
-    parser = argparse.ArgumentParser(prog="leafbench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    try:
-        return run(parser.parse_args(argv))
-    except ConfigError as err:
-        print(f"error: {err}")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
