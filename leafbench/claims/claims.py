@@ -194,8 +194,9 @@ def judge(ev: Evidence, alpha: float = ALPHA) -> list[ClaimResult]:
     """Every claim, with Holm-adjusted p-values over the claims measured and a verdict."""
     results = [test(ev) for test in CLAIMS.values()]
     measured = [r for r in results if r.p_holds is not None]
-    for r, ph, pr in zip(measured, holm([r.p_holds for r in measured]),
-                         holm([r.p_reversed for r in measured]), strict=True):
+    holds = [r.p_holds for r in measured if r.p_holds is not None]  # all of them
+    reversed_ = [1.0 if r.p_reversed is None else r.p_reversed for r in measured]
+    for r, ph, pr in zip(measured, holm(holds), holm(reversed_), strict=True):
         r.p_holds_holm, r.p_reversed_holm = ph, pr
         if ph < alpha:
             r.verdict = HOLDS

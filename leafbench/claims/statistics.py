@@ -66,13 +66,13 @@ def bootstrap_effect(values: np.ndarray, statistic: Statistic, *, null: float = 
     rng = np.random.default_rng(seed)
     draws = np.empty(resamples)
     for b in range(resamples):
-        seeds = rng.integers(0, n_seeds, n_seeds)
-        if crossed:
-            items = rng.integers(0, n_items, n_items)
-            grid = values[seeds][:, items]
-        else:
-            items = rng.integers(0, n_items, (n_seeds, n_items))
-            grid = values[seeds[:, None], items]
+        seeds = rng.integers(0, n_seeds, size=(n_seeds,))
+        if crossed:  # one item draw for every seed
+            shared = rng.integers(0, n_items, size=(n_items,))
+            grid = values[seeds][:, shared]
+        else:  # each drawn seed its own item draw
+            own = rng.integers(0, n_items, size=(n_seeds, n_items))
+            grid = values[seeds[:, None], own]
         draws[b] = statistic(grid)
     tail = (1 - confidence) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])

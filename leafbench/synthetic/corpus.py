@@ -172,9 +172,9 @@ def make_problem(rng: random.Random, max_operand: int, distractor: str, pid: str
         parts.insert(rng.randint(0, len(parts)), (filler, None))
     record["instruction"] = " ".join([*(text for text, _ in parts), question])
     start = 0
-    for text, number in parts:
-        if number is not None:
-            offset, length = number
+    for text, located in parts:
+        if located is not None:
+            offset, length = located
             record["distractor_spans"].append([start, start + len(text)])
             record["distractor_number_spans"].append([start + offset, start + offset + length])
         start += len(text) + 1
