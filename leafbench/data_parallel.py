@@ -24,20 +24,24 @@ lower rank). It depends only on the pending batches' costs and the number of ran
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from leafbench.config import validate_dict
 from leafbench.contract import ModelRefs, StageContext
+from leafbench.errors import RankFailed, RankReport, classify
 
 WORKER_MODULE = "leafbench.data_parallel"
+# A failing rank's report to the parent: `<FAULT_REPORT><rank>.json` in the stage's directory.
+FAULT_REPORT = "rank-fault-"
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,49 @@ def launch_ranks(ctx: StageContext, launch: Any, work: RankWork, plan: dict[str,
     spec = ctx.out / spec_name
     write_spec(ctx, spec, work=f"{work.__module__}:{work.__name__}", plan=plan,
                threads=torch.get_num_threads())
-    subprocess.run(launch_command(launch, WORKER_MODULE, spec), check=True)
+    run_launcher(launch_command(launch, WORKER_MODULE, spec), ctx.out)
     spec.unlink()
+
+
+def run_launcher(command: list[str], out: Path) -> None:
+    """Run a launcher over `out` (a stage's partial directory) and wait for every rank. When it
+    fails, raise `errors.RankFailed` with what the failing ranks reported (`reporting_faults`),
+    so the one-line fault names their real cause; a rank killed outright reports nothing."""
+    for stale in out.glob(f"{FAULT_REPORT}*.json"):
+        stale.unlink()
+    try:
+        subprocess.run(command, check=True)
+    except subprocess.CalledProcessError as failed:
+        reports = [_read_report(p) for p in sorted(out.glob(f"{FAULT_REPORT}*.json"))]
+        raise RankFailed(failed, [r for r in reports if r is not None]) from failed
+    finally:
+        for report in out.glob(f"{FAULT_REPORT}*"):
+            report.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def reporting_faults(out: Path) -> Iterator[None]:
+    """In a launched process: on an exception, leave this rank's classified fault in `out` for
+    the parent (`run_launcher`), then let the exception end the process as before."""
+    try:
+        yield
+    except BaseException as err:
+        rank, fault = current_rank(), classify(err)
+        message = " ".join(str(err).split())[:300]
+        report = {"rank": rank.index, "count": rank.count,
+                  "error": f"{type(err).__name__}: {message}" if message else type(err).__name__,
+                  "fault": fault.what if fault else None}
+        tmp = out / f"{FAULT_REPORT}{rank.index}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(report))
+        os.replace(tmp, out / f"{FAULT_REPORT}{rank.index}.json")
+        raise
+
+
+def _read_report(path: Path) -> RankReport | None:
+    try:
+        return RankReport(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None  # a rank that died while writing it: the launcher's status still says so
 
 
 # ---------------------------------------------------------------- a launched process
@@ -184,7 +229,8 @@ def _worker(spec_path: str) -> None:
         torch.set_num_threads(spec["threads"])
     module, name = spec["work"].split(":")
     work: RankWork = getattr(importlib.import_module(module), name)
-    work(ctx, current_rank(), spec["plan"])
+    with reporting_faults(ctx.out):
+        work(ctx, current_rank(), spec["plan"])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,42 @@ FAULTS: tuple[Fault, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class RankReport:
+    """What one launched rank failed with: its exception in one line and, when it is a known
+    fault, that fault's `what`."""
+
+    rank: int
+    count: int
+    error: str
+    fault: str | None
+
+
+class RankFailed(subprocess.CalledProcessError):
+    """A launched process (a rank of mine, teach or distill) failed. The parent sees only the
+    launcher's exit status, so each failing rank reports what it failed with, classified on its
+    side (`RankReport`), and this carries those reports: the one-line fault then names the
+    rank's real cause (CUDA out of memory, a full disk) instead of the launcher's status. It
+    stays a `CalledProcessError` for callers that catch that."""
+
+    def __init__(self, failed: subprocess.CalledProcessError, reports: list[RankReport]):
+        super().__init__(failed.returncode, failed.cmd, failed.output, failed.stderr)
+        self.reports = sorted(reports, key=lambda r: r.rank)
+        self.reported_fault = next((r.fault for r in self.reports if r.fault), None)
+
+    def __str__(self) -> str:
+        if not self.reports:
+            return f"a launched process died without reporting why ({super().__str__()})"
+        first = self.reports[0]
+        others = f" (and {len(self.reports) - 1} other ranks)" if len(self.reports) > 1 else ""
+        return f"rank {first.rank} of {first.count} failed{others}: {first.error}"
+
+
 def classify(err: BaseException) -> Fault | None:
-    """The first fault an exception is an instance of (None: none of the known ones)."""
+    """The first fault an exception is an instance of (None: none of the known ones). A failed
+    launch is classified by what its ranks reported."""
+    for e in _chain(err):
+        reported = getattr(e, "reported_fault", None)
+        if reported is not None:
+            return next((f for f in FAULTS if f.what == reported), None)
     return next((f for f in FAULTS if f.matches(err)), None)

@@ -10,6 +10,7 @@ the data is small and the launched runs are few.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -17,14 +18,16 @@ import time
 
 import psutil
 import pytest
+import rank_faults
 from conftest import CHAT_TEMPLATE, SENTENCES, build_model
 from test_mining_alignment import byte_bpe
 
 from leafbench.config import validate_dict
 from leafbench.contract import SUMMARY, ModelRefs, StageContext
-from leafbench.data_parallel import Rank, balanced_shares, my_share
+from leafbench.data_parallel import FAULT_REPORT, Rank, balanced_shares, launch_ranks, my_share
 from leafbench.distill import teacher_cache
 from leafbench.distill.teacher_cache import run_teach
+from leafbench.errors import RankFailed, classify
 from leafbench.mining import stage as mine_stage
 from leafbench.samples import write_jsonl
 
@@ -189,6 +192,56 @@ def test_a_rank_killed_mid_stage_resumes_into_the_one_process_bytes(tiny_pair, t
     assert 0 < metrics["context_tokens_this_run"] < full["context_tokens_this_run"]
     assert _files(ctx.out) == {mine_stage.STORE: (one / mine_stage.STORE).read_bytes()}
     assert not _workers()
+
+
+# ---------------------------------------------------------------- a rank's fault reaches the parent
+@pytest.fixture
+def rank_faults_importable(monkeypatch):
+    """The launched processes import the failing work from tests/rank_faults.py."""
+    tests = os.path.dirname(rank_faults.__file__)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests,
+                                                                   os.environ.get("PYTHONPATH")])))
+
+
+def test_a_ranks_cuda_oom_is_classified_in_the_parent(tiny_pair, tmp_path, rank_faults_importable):
+    """The parent sees only the launcher's exit status; the failing rank's own report makes the
+    one-line fault say "CUDA out of memory" with the rank's message, not "unexpected error"."""
+    from leafbench.cli import _fault_line
+
+    ctx = _context(tmp_path, *tiny_pair, _pairs(2), launch=TWO_RANKS)
+    with pytest.raises(subprocess.CalledProcessError) as caught:  # still one, for old callers
+        launch_ranks(ctx, ctx.exp.mining.launch, rank_faults.out_of_cuda_memory_on_rank_1,
+                     {"gib": 2.5}, "spec.json")
+    err = caught.value
+    assert isinstance(err, RankFailed)
+    assert [r.rank for r in err.reports] == [1]
+    assert str(err) == ("rank 1 of 2 failed: OutOfMemoryError: CUDA out of memory. "
+                        "Tried to allocate 2.50 GiB")
+    fault = classify(err)
+    assert fault is not None and fault.what == "CUDA out of memory"
+    line = _fault_line(err, None, fault)
+    assert line.startswith("failed: CUDA out of memory (RankFailed: rank 1 of 2 failed")
+    assert "lower the stage's batch size" in line
+    assert not list(ctx.out.glob(f"{FAULT_REPORT}*")), "the reports are cleaned up"
+
+
+def test_an_unknown_rank_error_is_named_but_not_classified(tiny_pair, tmp_path,
+                                                           rank_faults_importable):
+    ctx = _context(tmp_path, *tiny_pair, _pairs(2), launch=TWO_RANKS)
+    with pytest.raises(RankFailed) as caught:
+        launch_ranks(ctx, ctx.exp.mining.launch, rank_faults.a_bug_on_every_rank,
+                     {"column": "answer"}, "spec.json")
+    assert [r.rank for r in caught.value.reports] == [0, 1]
+    assert str(caught.value) == ("rank 0 of 2 failed (and 1 other ranks): "
+                                 "KeyError: \"no column 'answer' on rank 0\"")
+    assert classify(caught.value) is None
+
+
+def test_a_rank_that_reports_nothing_still_fails_with_the_launchers_status():
+    failed = subprocess.CalledProcessError(-9, ["torchrun"])
+    err = RankFailed(failed, [])
+    assert "died without reporting why" in str(err) and "SIGKILL" in str(err)
+    assert classify(err) is None
 
 
 # ---------------------------------------------------------------- teach: 2 ranks == 1 rank

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from leafbench import data_parallel
 from leafbench.contract import StageContext, artifact
-from leafbench.data_parallel import read_spec, write_spec
+from leafbench.data_parallel import read_spec, reporting_faults, write_spec
 from leafbench.distill.control import DistillationStopped
 from leafbench.distill.trainer import run_distill
 
@@ -58,7 +57,7 @@ def _run(ctx: StageContext) -> dict[str, float]:
     spec = ctx.out / SPEC
     write_spec(ctx, spec)
     (ctx.out / STOPPED).unlink(missing_ok=True)
-    subprocess.run(launch_command(launch, spec), check=True)
+    data_parallel.run_launcher(launch_command(launch, spec), ctx.out)
     if (ctx.out / STOPPED).is_file():
         stopped = json.loads((ctx.out / STOPPED).read_text())
         raise DistillationStopped(stopped["epoch"], stopped["score"])
@@ -74,7 +73,8 @@ def _worker(spec_path: str) -> None:
     from accelerate import PartialState
 
     try:
-        metrics = run_distill(ctx)
+        with reporting_faults(ctx.out):
+            metrics = run_distill(ctx)
     except DistillationStopped as stop:  # every process gets here together (a broadcast)
         if PartialState().is_main_process:
             (ctx.out / STOPPED).write_text(json.dumps({"epoch": stop.epoch, "score": stop.score}))
