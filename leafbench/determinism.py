@@ -13,11 +13,19 @@ The count is a setting, not the hardware: `CPU_THREADS` threads on a 1-core mach
 oversubscribe it (slower, same bits) and on a 64-core machine leave cores idle (same bits).
 `LEAFBENCH_CPU_THREADS` overrides it for someone who wants speed over reproducibility of the
 recorded figures.
+
+The thread count is not all: the CPU's vector instruction set decides which kernels torch
+dispatches to (AVX2 or AVX-512) and which code path MKL's matrix products take, and these add
+in other orders too. Measured: an AMD EPYC (Zen 3, AVX2, no AVX-512) builds a different demo
+testbed than the machines the README's figures were recorded on (student before 0.100 against
+0.135), with the same versions and 2 threads. So figures are exact per `cpu_class()`, which
+runs record beside them.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,3 +57,23 @@ def fixed_cpu_threads(threads: int | None = None) -> Iterator[int]:
         yield wanted
     finally:
         torch.set_num_threads(before)
+
+
+def cpu_class() -> str:
+    """What besides the versions and the thread count decides CPU figures: the processor's
+    vendor and the vector capability torch dispatches to, e.g. "AuthenticAMD AVX2" or
+    "GenuineIntel AVX512"."""
+    import torch
+
+    return f"{_cpu_vendor()} {torch.backends.cpu.get_cpu_capability()}"
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

@@ -17,6 +17,7 @@ from leafbench.claims.claims import (
     NOT_SHOWN,
     REVERSED,
     Evidence,
+    claim_d,
     claim_e,
     judge,
 )
@@ -27,6 +28,7 @@ from leafbench.claims.statistics import (
     mean_difference,
     relative_fall_difference,
 )
+from leafbench.determinism import cpu_class
 from leafbench.errors import ConfigError
 from leafbench.mining import precision_recall
 
@@ -67,6 +69,37 @@ def test_nested_design_draws_items_within_each_seed():
     nested = bootstrap_effect(values, mean_difference, crossed=False, resamples=300)
     assert crossed.design == "crossed" and nested.design == "nested"
     assert crossed.estimate == nested.estimate
+
+
+def test_nested_design_takes_each_seeds_own_items_however_many():
+    """Seeds with their own testbeds have their own items, in different numbers: the estimate
+    is the pooled statistic over every (seed, item) cell, and a crossed design refuses them."""
+    rng = np.random.default_rng(2)
+    per_seed = [rng.normal(0.3, 1, (n, 1)) for n in (30, 55, 12)]
+    nested = bootstrap_effect(per_seed, mean_difference, crossed=False, resamples=300)
+    assert nested.estimate == pytest.approx(np.concatenate(per_seed).mean())
+    assert nested.items == round(97 / 3) and nested.seeds == 3
+    assert nested.ci[0] < nested.estimate < nested.ci[1]
+    with pytest.raises(ValueError, match="same items under every seed"):
+        bootstrap_effect(per_seed, mean_difference, crossed=True)
+
+
+def test_claims_on_seeds_with_their_own_testbeds_use_every_item():
+    """Under --vary testbed an id names a different item in each seed's testbed: the claims must
+    use each seed's items, not only the ids that happen to coincide (once 1 item of 64)."""
+    seeds = [0, 1]
+    before = [{f"s{s}-{i}": 1.0 for i in range(20)} for s in seeds]  # disjoint ids per seed
+    leaf = [{k: 0.5 for k in b} for b in before]
+    kd = [{k: 0.8 for k in b} for b in before]
+    rows = [[{"id": f"s{s}-{i}", "original_correct": False, "pruned_correct": i % 2 == 0,
+              "random_correct": False} for i in range(20)] for s in seeds]
+    ev = Evidence(seeds=seeds, crossed=False, resamples=300, preliminary=rows,
+                  attention={"mined": {"before": before, "leaf": leaf, "kd": kd}})
+    d, e = claim_d(ev), claim_e(ev)
+    assert d.extra["mined"]["items"] == 20
+    assert d.effects["mined"].estimate == pytest.approx(0.3)
+    assert e.effects["pruned-original"].estimate == pytest.approx(0.5)
+    assert e.effects["pruned-original"].items == 20
 
 
 def test_bootstrap_refuses_an_empty_grid():
@@ -210,6 +243,7 @@ def test_claims_are_logged_to_mlflow(tiny_claims):
     assert len(runs) == 1
     assert runs[0].data.tags["claim_a"] in (HOLDS, NOT_SHOWN, REVERSED)
     assert "claim_a.leaf-kd.effect" in runs[0].data.metrics
+    assert runs[0].data.tags["cpu_class"] == cpu_class()
 
 
 def test_preliminary_claim_reads_the_preliminary_stage(tiny_claims):

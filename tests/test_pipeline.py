@@ -17,6 +17,7 @@ from conftest import small_experiment
 from safetensors.torch import load_file
 
 from leafbench.config import load_experiment
+from leafbench.determinism import cpu_class
 from leafbench.pipeline import STAGE_NAMES, planned_stages, run_experiment
 from leafbench.tracking.mlflow_run import Tracker, tracking_uri
 
@@ -147,6 +148,7 @@ def test_mlflow_run_tree_reads_back_from_the_sqlite_store(first_run):
     parent = client.get_run(run_id)
     assert parent.data.params["mining.threshold.tau"] == "0.1"
     assert parent.data.params["distill.loss.lambda"] == "0.5"
+    assert parent.data.tags["cpu_class"] == cpu_class()  # CPU figures are exact per class
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
     )

@@ -29,6 +29,7 @@ from typing import Any
 from leafbench.claims.claims import judge
 from leafbench.claims.collect import collect
 from leafbench.claims.commands import to_report
+from leafbench.determinism import cpu_class
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -124,6 +125,7 @@ def log_map(cells: list[dict[str, Any]], table: str, experiment: Path, workspace
     ensure_experiment(exp, tracking_uri(exp))
     mlflow.set_experiment(exp.tracking.experiment)
     with mlflow.start_run(run_name="testbed-map"):
+        mlflow.set_tag("cpu_class", cpu_class())
         mlflow.log_text(table, "testbed_map.md")
         mlflow.log_dict({"cells": cells}, "testbed_map.json")
         for cell in cells:
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps({"cells": cells}, indent=2))
     table = render_map(cells)
     print(table)
+    print(f"CPU class: {cpu_class()} (figures are exact per class: leafbench.determinism)")
     if not args.no_tracking:
         log_map(cells, table, args.experiment, args.workspace)
     return 0

@@ -66,21 +66,37 @@ class ClaimResult:
     reason: str = ""
 
 
-def _grid(per_seed: Sequence[dict[str, Any]], value: Callable[[Any], Sequence[float]]
-          ) -> np.ndarray:
-    """(seeds, items, k) from per-seed {item: record}; only items every seed has."""
+def _grid(ev: Evidence, per_seed: Sequence[dict[str, Any]],
+          value: Callable[[Any], Sequence[float]]) -> np.ndarray | list[np.ndarray]:
+    """The values per seed and item from per-seed {item: record}. Crossed (every seed scored
+    the same items): a (seeds, items, k) grid of the items every seed has. Nested (each seed
+    its own testbed, so an id names a different item under each seed): one (items, k) array
+    per seed, of all its own items — aligning ids across seeds would keep only the few that
+    happen to coincide."""
+    if not ev.crossed:
+        own = [np.array([list(value(d[i])) for i in sorted(d)], dtype=float) for d in per_seed]
+        if any(len(v) == 0 for v in own):
+            raise ValueError("a seed has no items")
+        return own
     items = sorted(set.intersection(*(set(d) for d in per_seed)))
     if not items:
         raise ValueError("the seeds share no items")
     return np.array([[list(value(d[i])) for i in items] for d in per_seed], dtype=float)
 
 
-def _paired(a: Sequence[dict[str, float]], b: Sequence[dict[str, float]]) -> np.ndarray:
+def _cells(values: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    """Every (seed, item) cell of a grid as rows: (cells, k)."""
+    return np.concatenate(list(values))
+
+
+def _paired(ev: Evidence, a: Sequence[dict[str, float]], b: Sequence[dict[str, float]]
+            ) -> np.ndarray | list[np.ndarray]:
     joined = [{i: (x[i], y[i]) for i in x.keys() & y.keys()} for x, y in zip(a, b, strict=True)]
-    return _grid(joined, lambda v: (v[0] - v[1],))
+    return _grid(ev, joined, lambda v: (v[0] - v[1],))
 
 
-def _effect(ev: Evidence, values: np.ndarray, statistic: Any, null: float = 0.0) -> Effect:
+def _effect(ev: Evidence, values: np.ndarray | list[np.ndarray], statistic: Any,
+            null: float = 0.0) -> Effect:
     return bootstrap_effect(values, statistic, null=null, crossed=ev.crossed,
                             resamples=ev.resamples)
 
@@ -93,7 +109,7 @@ def claim_a(ev: Evidence) -> ClaimResult:
     statement = "LeaF beats KD without mask on the test set"
     if not {"leaf", "kd"} <= ev.accuracy.keys():
         return ClaimResult("a", statement, "", "", {}, None, None)
-    e = _effect(ev, _paired(ev.accuracy["leaf"], ev.accuracy["kd"]), mean_difference)
+    e = _effect(ev, _paired(ev, ev.accuracy["leaf"], ev.accuracy["kd"]), mean_difference)
     means = {c: float(np.mean([np.mean(list(s.values())) for s in ev.accuracy[c]]))
              for c in ("leaf", "kd")}
     return ClaimResult("a", statement, "accuracy(LeaF) − accuracy(KD, λ=1)", TEST,
@@ -105,7 +121,7 @@ def claim_b(ev: Evidence) -> ClaimResult:
     if not {"leaf", "collective"} <= ev.accuracy.keys():
         return ClaimResult("b", statement, "", "", {}, None, None)
     m = NON_INFERIORITY_MARGIN
-    e = _effect(ev, _paired(ev.accuracy["leaf"], ev.accuracy["collective"]), mean_difference,
+    e = _effect(ev, _paired(ev, ev.accuracy["leaf"], ev.accuracy["collective"]), mean_difference,
                 null=-m)
     return ClaimResult("b", statement, "accuracy(span) − accuracy(collective)",
                        TEST + f"; non-inferiority, H0: difference <= −{m:g}", {"span-collective": e},
@@ -120,7 +136,7 @@ def claim_c(ev: Evidence) -> ClaimResult:
     def pair(x: str, y: str) -> Effect:
         per_seed = [{str(i): (*d[x][i], *d[y][i]) for i in range(len(d[x]))}
                     for d in ev.detection]
-        return _effect(ev, _grid(per_seed, lambda v: v), f1_difference)
+        return _effect(ev, _grid(ev, per_seed, lambda v: v), f1_difference)
 
     grad, perp = pair("gradient", "perplexity"), pair("perplexity", "random")
     f1 = {m: float(np.mean([_f1(d[m]) for d in ev.detection]))
@@ -150,12 +166,13 @@ def claim_d(ev: Evidence) -> ClaimResult:
             continue
         per_seed = [{i: (b[i], l_[i], k[i]) for i in b.keys() & l_.keys() & k.keys()}
                     for b, l_, k in zip(a["before"], a["leaf"], a["kd"], strict=True)]
-        values = _grid(per_seed, lambda v: v)
+        values = _grid(ev, per_seed, lambda v: v)
         effects[view] = _effect(ev, values, relative_fall_difference)
-        before = values[..., 0].sum()
-        extra[view] = {"after_over_before_leaf": float(values[..., 1].sum() / before),
-                       "after_over_before_kd": float(values[..., 2].sum() / before),
-                       "items": int(values.shape[1])}
+        cells = _cells(values)
+        before = cells[:, 0].sum()
+        extra[view] = {"after_over_before_leaf": float(cells[:, 1].sum() / before),
+                       "after_over_before_kd": float(cells[:, 2].sum() / before),
+                       "items": effects[view].items}
     main = effects["mined"]
     return ClaimResult("d", statement,
                        "(mass after KD − mass after LeaF) / mass before, on the mined tokens "
@@ -173,10 +190,14 @@ def claim_e(ev: Evidence) -> ClaimResult:
     per_seed = [{str(r["id"]): (float(r["original_correct"]), float(r["pruned_correct"]),
                                 float(r["random_correct"])) for r in rows}
                 for rows in ev.preliminary]
-    values = _grid(per_seed, lambda v: v)
-    pruned = _effect(ev, values[..., 1:2] - values[..., 0:1], mean_difference)
-    over_random = _effect(ev, values[..., 1:2] - values[..., 2:3], mean_difference)
-    random_only = _effect(ev, values[..., 2:3] - values[..., 0:1], mean_difference)
+    values = _grid(ev, per_seed, lambda v: v)
+
+    def difference(x: int, y: int) -> np.ndarray | list[np.ndarray]:
+        return [v[:, x:x + 1] - v[:, y:y + 1] for v in values]
+
+    pruned = _effect(ev, difference(1, 0), mean_difference)
+    over_random = _effect(ev, difference(1, 2), mean_difference)
+    random_only = _effect(ev, difference(2, 0), mean_difference)
     return ClaimResult("e", statement, "accuracy(pruned) − accuracy(original); "
                        "accuracy(pruned) − accuracy(random) must hold too",
                        TEST + "; both parts must hold (p = the larger)",

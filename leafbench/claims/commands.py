@@ -20,6 +20,7 @@ from leafbench.claims.claims import ALPHA, ClaimResult, judge
 from leafbench.claims.collect import collect
 from leafbench.claims.conditions import VARIES, seed_overrides
 from leafbench.config import load_experiment
+from leafbench.determinism import cpu_class
 from leafbench.errors import ConfigError
 
 
@@ -74,13 +75,14 @@ def to_report(name: str, vary: str, seeds: list[int], results: list[ClaimResult]
         row["effects"] = {k: asdict(e) for k, e in r.effects.items()}
         claims.append(row)
     return {"experiment": name, "seeds": seeds, "seed_varies": SEED_MEANING[vary],
-            "alpha": ALPHA, "multiplicity": "Holm across the claims measured",
+            "cpu_class": cpu_class(), "alpha": ALPHA,
+            "multiplicity": "Holm across the claims measured",
             "claims": claims, "diagnostics": diagnostics, "wall_seconds": round(seconds, 1)}
 
 
 def render_table(report: dict[str, Any]) -> str:
     lines = [f"claims on {report['experiment']}: seeds {report['seeds']} "
-             f"(a seed varies {report['seed_varies']})",
+             f"(a seed varies {report['seed_varies']}; CPU class {report['cpu_class']})",
              "| claim | measure | effect | 95% CI | Holm p | verdict |",
              "|---|---|---|---|---|---|"]
     for c in report["claims"]:
@@ -129,6 +131,7 @@ def log_to_mlflow(exp: Any, report: dict[str, Any]) -> str:
     mlflow.set_experiment(exp.tracking.experiment)
     with mlflow.start_run(run_name=f"claims-{exp.name}") as run:
         mlflow.log_params({"seeds": len(report["seeds"]), "seed_varies": report["seed_varies"][:250]})
+        mlflow.set_tag("cpu_class", report["cpu_class"])
         for c in report["claims"]:
             mlflow.set_tag(f"claim_{c['claim']}", c["verdict"])
             for part, e in c["effects"].items():

@@ -11,7 +11,8 @@ When every seed scored the same items (the testbed's models and test set fixed, 
 and distillation vary) the design is *crossed*: one item draw is applied to every seed, so an
 item that is hard under every seed stays one item. When each seed has its own items (the
 testbed itself changes with the seed) the design is *nested*: items are redrawn within each
-drawn seed. Either way the interval reflects both sources: with one seed it reduces to the
+drawn seed, from that seed's own items (as many as it has: ids are not aligned across seeds,
+since the same id names a different item of another testbed). Either way the interval reflects both sources: with one seed it reduces to the
 paired item bootstrap of leafbench.leaderboard.stats, with one item to a bootstrap over seeds.
 (The crossed two-way bootstrap slightly overstates the variance — the seed × item residual is
 counted in both margins — so the intervals err on the wide, conservative side.)
@@ -23,7 +24,7 @@ leafbench.leaderboard.stats.holm.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,7 @@ class Effect:
     seeds: int
     items: int
     design: str       # "crossed" or "nested"
+    # items per seed (their mean in a nested design whose seeds have their own items)
     resamples: int
 
 
@@ -51,37 +53,53 @@ def mean_difference(values: np.ndarray) -> float:
     return float(values[..., 0].mean())
 
 
-def bootstrap_effect(values: np.ndarray, statistic: Statistic, *, null: float = 0.0,
-                     crossed: bool = True, confidence: float = 0.95, resamples: int = 2000,
-                     seed: int = 0) -> Effect:
-    """Estimate, interval and p-values of `statistic` over the (seed, item, k) grid `values`."""
-    values = np.asarray(values, dtype=float)
-    if values.ndim == 2:
-        values = values[..., None]
-    if values.ndim != 3 or values.shape[0] == 0 or values.shape[1] == 0:
-        raise ValueError(f"values must be a non-empty (seeds, items[, k]) grid, got {values.shape}")
+def bootstrap_effect(values: np.ndarray | Sequence[np.ndarray], statistic: Statistic, *,
+                     null: float = 0.0, crossed: bool = True, confidence: float = 0.95,
+                     resamples: int = 2000, seed: int = 0) -> Effect:
+    """Estimate, interval and p-values of `statistic` over the (seed, item, k) grid `values`.
+
+    Nested designs may give each seed its own number of items: `values` is then one
+    (items, k) array per seed, and the statistic sees each draw's seeds stacked into one
+    (1, Σ items, k) grid — for the means and pooled sums the statistics take, the same as a
+    rectangular grid when the counts are equal."""
+    per_seed = _per_seed(values)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    n_seeds, n_items = values.shape[:2]
+    counts = [len(v) for v in per_seed]
+    if crossed and len(set(counts)) != 1:
+        raise ValueError(f"a crossed design needs the same items under every seed, got {counts}")
+    n_seeds = len(per_seed)
     rng = np.random.default_rng(seed)
     draws = np.empty(resamples)
     for b in range(resamples):
         seeds = rng.integers(0, n_seeds, size=(n_seeds,))
         if crossed:  # one item draw for every seed
-            shared = rng.integers(0, n_items, size=(n_items,))
-            grid = values[seeds][:, shared]
-        else:  # each drawn seed its own item draw
-            own = rng.integers(0, n_items, size=(n_seeds, n_items))
-            grid = values[seeds[:, None], own]
+            shared = rng.integers(0, counts[0], size=(counts[0],))
+            grid = np.stack([per_seed[s][shared] for s in seeds])
+        else:  # each drawn seed its own item draw, from its own items
+            grid = np.concatenate([per_seed[s][rng.integers(0, counts[s], size=(counts[s],))]
+                                   for s in seeds])[None]
         draws[b] = statistic(grid)
     tail = (1 - confidence) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])
+    whole = np.stack(per_seed) if crossed else np.concatenate(per_seed)[None]
     return Effect(
-        estimate=statistic(values), ci=(float(low), float(high)),
+        estimate=statistic(whole), ci=(float(low), float(high)),
         p_greater=float((1 + np.sum(draws <= null)) / (1 + resamples)),
         p_less=float((1 + np.sum(draws >= null)) / (1 + resamples)),
-        null=null, seeds=n_seeds, items=n_items, design="crossed" if crossed else "nested",
-        resamples=resamples)
+        null=null, seeds=n_seeds, items=round(sum(counts) / n_seeds),
+        design="crossed" if crossed else "nested", resamples=resamples)
+
+
+def _per_seed(values: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One (items, k) float array per seed, from a (seeds, items[, k]) grid or a list."""
+    per_seed = [np.asarray(v, dtype=float) for v in values]
+    per_seed = [v[:, None] if v.ndim == 1 else v for v in per_seed]
+    if not per_seed or any(v.ndim != 2 or len(v) == 0 for v in per_seed) or len(
+            {v.shape[1] for v in per_seed}) != 1:
+        shapes = [v.shape for v in per_seed]
+        raise ValueError(f"values must be a non-empty (seeds, items[, k]) grid, got {shapes}")
+    return per_seed
 
 
 def f1_of(counts: np.ndarray) -> float:

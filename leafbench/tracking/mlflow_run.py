@@ -22,6 +22,7 @@ import yaml
 
 from leafbench.config import Experiment
 from leafbench.contract import ARTIFACTS, Artifacts, StageResult
+from leafbench.determinism import cpu_class
 from leafbench.samples import read_jsonl
 
 MAX_PARAM = 500
@@ -124,6 +125,8 @@ class Tracker:
         self.run_id = run.info.run_id
         config = self.exp.to_dict()
         mlflow.log_params(flatten(config))
+        # CPU figures are exact per CPU class (leafbench.determinism): record it with them.
+        mlflow.set_tag("cpu_class", cpu_class())
         mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "resolved_config.yaml")
         return self
 
