@@ -19,7 +19,8 @@ dispatches to (AVX2 or AVX-512) and which code path MKL's matrix products take, 
 in other orders too. Measured: an AMD EPYC (Zen 3, AVX2, no AVX-512) builds a different demo
 testbed than the machines the README's figures were recorded on (student before 0.100 against
 0.135), with the same versions and 2 threads. So figures are exact per `cpu_class()`, which
-runs record beside them.
+runs record beside them. The class errs on the narrow side (family and model too, since MKL
+also chooses by processor): two machines of one class are expected to agree bit for bit.
 """
 
 from __future__ import annotations
@@ -61,19 +62,27 @@ def fixed_cpu_threads(threads: int | None = None) -> Iterator[int]:
 
 def cpu_class() -> str:
     """What besides the versions and the thread count decides CPU figures: the processor's
-    vendor and the vector capability torch dispatches to, e.g. "AuthenticAMD AVX2" or
-    "GenuineIntel AVX512"."""
+    vendor, family and model (MKL's code path and blocking follow the processor) and the vector
+    capability torch dispatches to, e.g. "AuthenticAMD 25/1 AVX2" or "GenuineIntel 6/143
+    AVX512"."""
     import torch
 
-    return f"{_cpu_vendor()} {torch.backends.cpu.get_cpu_capability()}"
+    info = _cpuinfo()
+    vendor = info.get("vendor_id") or platform.processor() or platform.machine() or "unknown"
+    model = f" {info['cpu family']}/{info['model']}" if {"cpu family", "model"} <= info.keys() else ""
+    return f"{vendor}{model} {torch.backends.cpu.get_cpu_capability()}"
 
 
-def _cpu_vendor() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return fields
