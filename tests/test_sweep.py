@@ -184,6 +184,29 @@ def test_a_pruned_trial_stops_its_distillation_after_the_epoch_the_pruner_reject
     assert not list(distilled.glob("*.partial")), "a stopped distillation left its partial run"
 
 
+def test_a_trial_taken_from_its_worker_stops_its_distillation_and_raises_the_refusal(
+        experiment, monkeypatch):
+    """Paused past the grace period, a worker finds its trial failed by another (a stale trial,
+    retried elsewhere): the storage refuses the epoch's report, the handshake answers stop at
+    once instead of leaving distillation waiting out its 600 s timeout, and the refusal — not a
+    pruning — is what the trial raises, with nothing cached."""
+    from leafbench.distill import TIMEOUT_ENV
+    from leafbench.sweep.study import _run_answering_epochs
+
+    monkeypatch.setenv(TIMEOUT_ENV, "60")  # without the fix: a minute's wait, then no raise
+    sweep = load_sweep(write_sweep(experiment, "taken", pruner="none"))
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    exp = sweep.trial_experiment({"mining.threshold.tau": 0.05, "distill.loss.lambda": 0.321},
+                                 name="taken")
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        _run_answering_epochs(trial, exp)
+    assert study._storage.get_trial(trial._trial_id).intermediate_values == {}
+    distilled = Path(exp.workspace) / "artifacts" / "distill"
+    assert not list(distilled.glob("*.partial")), "a stopped distillation left its partial run"
+
+
 def test_a_real_task_is_tuned_on_the_validation_file_the_experiment_names(experiment, tmp_path):
     held_out = tmp_path / "gsm8k_validation.jsonl"
     held_out.write_text('{"question": "What is 2 + 2?", "answer": "4\\n#### 4"}\n')

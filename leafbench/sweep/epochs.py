@@ -6,6 +6,11 @@ and waits for ``epoch-<e>.verdict`` (``continue`` or ``stop``). Files, not callb
 ``accelerate launch`` the trainer lives in other processes. This thread answers: it reports the
 score to the trial as the intermediate value of step e, asks the study's pruner, and says stop
 when the trial should be pruned — so a pruned trial's distillation ends at that epoch.
+
+A trial can be taken from its worker while it runs: paused past the grace period, another worker
+fails it as stale and retries it. The storage then refuses the report; the thread answers stop
+(the trainer would otherwise wait out its timeout for a verdict that never comes, and the
+training's result would be refused anyway) and keeps the refusal for the trial to raise.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class EpochReporter(threading.Thread):
         super().__init__(daemon=True, name=f"epochs-trial-{trial.number}")
         self.trial, self.control, self.on_report = trial, control, on_report
         self.pruned_at: int | None = None
+        self.refused: optuna.exceptions.UpdateFinishedTrialError | None = None
         self.epochs = 0
         self._done = threading.Event()
 
@@ -41,7 +47,12 @@ class EpochReporter(threading.Thread):
                 self._done.wait(0.1)
                 continue
             score = float(json.loads(question.read_text())["score"])
-            self.trial.report(score, epoch)
+            try:
+                self.trial.report(score, epoch)
+            except optuna.exceptions.UpdateFinishedTrialError as refused:
+                self.refused = refused
+                _write(self.control / f"epoch-{epoch}.verdict", "stop")
+                return
             self.epochs = epoch
             if self.on_report is not None:
                 self.on_report(epoch, score)

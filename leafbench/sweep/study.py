@@ -227,6 +227,11 @@ def _objective(trial: optuna.Trial, sweep: Sweep, logger: _TrialLogger | None) -
         if logger and run:
             logger.client.set_tag(run, "optuna.state", "PRUNED")
         raise
+    except optuna.exceptions.UpdateFinishedTrialError:
+        state = "KILLED"  # paused past the grace period: another worker failed it as stale
+        if logger and run:
+            logger.client.set_tag(run, "optuna.state", "FAIL (worker lost)")
+        raise
     finally:
         if logger and run:
             logger.end(run, state)
@@ -247,6 +252,8 @@ def _run_answering_epochs(trial: optuna.Trial, exp: Experiment,
     try:
         return run_experiment(exp, until="evaluate")  # interpretation is not the objective
     except DistillationStopped as stopped:
+        if reporter.refused is not None:  # the trial was taken from this worker: its late result
+            raise reporter.refused from stopped
         trial.set_user_attr("epochs_run", reporter.epochs)
         raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}") from stopped
     finally:
