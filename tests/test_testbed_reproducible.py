@@ -6,9 +6,11 @@ fresh clone. This module builds the testbed exactly as the demo does and checks 
 headline accuracies against the figures recorded below:
 
 - under the pinned version set (`locks/cpu.txt` or `locks/cuda.txt`: torch, transformers and
-  tokenizers equal to a lock's pins), exactly, against the figures of this machine's CPU class: the build is deterministic, so any change is a
-  real change of what the testbed builds (bump `VERSION` in synthetic/testbed.py and record
-  the new figures here and in the README);
+  tokenizers equal to a lock's pins), exactly, against the figures of this machine's CPU class:
+  the build is deterministic, so any change is a real change of what the testbed builds (bump
+  `VERSION` in synthetic/testbed.py and record the new figures here and in the README); on a
+  class with no recorded figures, within `CPU_BAND` of the first set, with a warning that
+  names the figures to record;
 - under any other versions (`nox -s tests-latest`), within `DRIFT_BAND`: newer kernels or a
   changed weight initialisation move the figures a little, never the testbed's story.
 
@@ -23,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -55,7 +58,14 @@ FIGURES_BY_CPU_CLASS = {
     "AuthenticAMD 25/1 AVX2": {**PINNED_FIGURES, "student_accuracy": 0.1,
                                "student_copy_rate": 0.365,
                                "student_accuracy_without_distractor": 0.955},
+    # Intel Xeon, family 6 model 167 (AVX-512), measured 2026-12-02
+    "GenuineIntel 6/167 AVX512": {**PINNED_FIGURES, "student_accuracy": 0.11,
+                                  "student_copy_rate": 0.325},
 }
+# On a class not recorded above the exact figures are unknown: the pinned versions must land
+# within this much of the first set. The three classes measured differ by up to 0.035 (7 of the
+# 200 problems: student accuracy 0.100 / 0.110 / 0.135); a real change of the build moves more.
+CPU_BAND = 0.05
 # Newer releases may move an accuracy by this much (6 of the 200 test problems) and no more.
 DRIFT_BAND = 0.03
 # The packages whose versions decide what the build computes; used when no lock file exists.
@@ -106,19 +116,27 @@ def test_demo_testbed_tells_the_story(demo_testbed):
 
 
 def test_demo_testbed_figures_are_pinned(demo_testbed):
+    """Exact on a recorded CPU class under the pinned versions; within a band otherwise (other
+    versions, or a class whose figures nobody has recorded yet — said in a warning)."""
     cpu = cpu_class()
+    recorded = cpu in FIGURES_BY_CPU_CLASS
     pinned = FIGURES_BY_CPU_CLASS.get(cpu, PINNED_FIGURES)
     measured = {name: demo_testbed.metrics[name] for name in pinned}
-    if installed_is_pinned():
+    exact = installed_is_pinned() and recorded
+    if exact:
         assert measured == pinned, (
             f"the pinned versions build a different testbed on this CPU ({cpu}): {measured}. "
             "If the change is intended, bump VERSION in leafbench/synthetic/testbed.py and "
-            "record the new figures here and in the README; if only the CPU class is new, "
-            "record its figures in FIGURES_BY_CPU_CLASS")
-    else:
-        drift = {name: round(measured[name] - pinned[name], 3) for name in measured}
-        assert all(abs(d) <= DRIFT_BAND + 1e-9 for d in drift.values()), (
-            f"newer versions moved the testbed by more than {DRIFT_BAND} on {cpu}: {drift}")
+            "record the new figures here and in the README")
+        return
+    if not recorded:
+        warnings.warn(f"CPU class {cpu!r} has no recorded testbed figures; it measured "
+                      f"{measured}: record them in FIGURES_BY_CPU_CLASS", stacklevel=1)
+    band = (DRIFT_BAND if recorded else CPU_BAND) + (0 if installed_is_pinned() else DRIFT_BAND)
+    drift = {name: round(measured[name] - pinned[name], 3) for name in measured}
+    assert all(abs(d) <= band + 1e-9 for d in drift.values()), (
+        f"the testbed moved by more than {band} on {cpu} (recorded class: {recorded}, pinned "
+        f"versions: {installed_is_pinned()}): {drift}")
 
 
 def test_the_cpu_class_names_vendor_and_vector_capability():
