@@ -188,3 +188,7 @@ def test_a_worker_paused_past_the_grace_period_has_its_late_result_refused(
     first = next(t for t in trials if t.user_attrs.get("worker_pid") == paused.pid)
     assert first.state == TrialState.FAIL, states  # its late result did not overwrite the FAIL
     assert "late result was refused" in outputs[0], outputs[0][-3000:]
+    client = MlflowClient(mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("pg-sweep").experiment_id],
+                              filter_string=f"tags.`optuna.trial_number` = '{first.number}'")
+    assert [r.info.status for r in runs] == ["KILLED"]  # the late worker did not end it FAILED
