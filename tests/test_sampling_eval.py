@@ -32,12 +32,13 @@ def model_and_data(tmp_path_factory) -> tuple[Path, Path]:
     return model, test_file
 
 
-def evaluate(model_and_data, out: Path, **kwargs) -> tuple[list[str], dict]:
+def evaluate(model_and_data, out: Path, batch_size: int = len(ITEMS), **kwargs
+             ) -> tuple[list[str], dict]:
     from leafbench.evaluation import run_evaluation
 
     model, test_file = model_and_data
     run_evaluation(model, ["leaf_synthetic"], out, data_files={"leaf_synthetic": test_file},
-                   batch_size=len(ITEMS), max_gen_toks=8, **kwargs)
+                   batch_size=batch_size, max_gen_toks=8, **kwargs)
     rows = [json.loads(x) for x in (out / "samples_leaf_synthetic.jsonl").read_text().splitlines()]
     report = json.loads((out / "results.json").read_text())
     return [r["response"] for r in rows], report
@@ -81,6 +82,25 @@ def test_the_cache_keys_samples_by_seed(model_and_data, tmp_path):
     assert replayed == seed0
     assert plain["generation_cache"]["misses"] == n  # greedy responses are a different entry
     assert greedy != seed0
+
+
+def test_the_cache_keys_samples_by_batch_size_and_greedy_responses_by_neither(
+        model_and_data, tmp_path):
+    """Batches draw from one seeded stream in turn, so a batch size of 2 samples other
+    responses than 6: served from the cache, a run would give another batch size's samples
+    instead of its own. Greedy responses are shared across batch sizes and seeds."""
+    cache = tmp_path / "cache"
+    _, whole = evaluate(model_and_data, tmp_path / "a", seed=0, temperature=1.0, cache_dir=cache)
+    pairs, split = evaluate(model_and_data, tmp_path / "b", seed=0, temperature=1.0,
+                            cache_dir=cache, batch_size=2)
+    uncached, _ = evaluate(model_and_data, tmp_path / "c", seed=0, temperature=1.0, batch_size=2)
+    n = len(ITEMS)
+    assert whole["generation_cache"]["misses"] == n
+    assert (split["generation_cache"]["hits"], split["generation_cache"]["misses"]) == (0, n)
+    assert pairs == uncached  # what batch size 2 samples, cache or none
+    evaluate(model_and_data, tmp_path / "d", seed=0, cache_dir=cache)
+    _, greedy = evaluate(model_and_data, tmp_path / "e", seed=1, cache_dir=cache, batch_size=2)
+    assert greedy["generation_cache"]["hits"] == n and not greedy["generation_cache"]["model_loaded"]
 
 
 def test_temperature_is_checked_before_a_model_loads(model_and_data, tmp_path):

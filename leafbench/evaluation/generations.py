@@ -8,7 +8,9 @@ Every response a backend generates is stored in `<cache dir>/generations.sqlite`
 where the fingerprint is `fingerprint.model_fingerprint` (file contents or hub commit), the
 prompt is the full text the model sees (chat template and few-shot examples included), and the
 settings are the backend, its dtype and lm-eval's normalised generation kwargs (stop strings,
-max_gen_toks, sampling; the seed and the sample's index only when sampling). A checker change,
+max_gen_toks, sampling; the seed, the batch size and the sample's index only when sampling: a
+sampled response depends on where in the seeded random stream its batch drew, so another
+batch size draws other samples, while a greedy one is the same in any batch). A checker change,
 a new filter or a bootstrap over old runs then costs no model time, and a killed evaluation
 keeps what it generated (the store is written every `chunk_size` requests).
 
@@ -35,6 +37,7 @@ from lm_eval.api.model import LM
 from leafbench.evaluation.fingerprint import FileHashes
 
 DB_NAME = "generations.sqlite"
+SAMPLING_ONLY = ("seed", "batch_size")  # settings that change a sampled response, not a greedy one
 log = logging.getLogger(__name__)
 
 
@@ -93,7 +96,8 @@ class GenerationLM(LM):
 
     `load` builds the backend's lm-eval LM (called at most once, on the first cache miss);
     `tokenizer` is the model's HF tokenizer, used for chat prompts; `settings` are the backend
-    settings that change generations (backend name, dtype, seed), part of every cache key.
+    settings that change generations (backend name, dtype; seed and batch size, which only
+    sampled keys keep), part of every cache key.
     `store=None` generates everything and stores nothing. `hits`, `misses` and `loads` count
     what happened, and land in results.json.
     """
@@ -150,7 +154,8 @@ class GenerationLM(LM):
             gen = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
             settings: dict[str, Any] = {**self.settings, "gen": gen}
             if not gen.get("do_sample"):  # greedy: same prompt, same response
-                settings.pop("seed", None)
+                for name in SAMPLING_ONLY:
+                    settings.pop(name, None)
             prompt_sha = hashlib.sha256(prompt.encode()).hexdigest()
             if gen.get("do_sample"):  # the k-th sample of a prompt is its own entry
                 occurrence = (req.task_name, prompt_sha, json.dumps(gen, sort_keys=True))

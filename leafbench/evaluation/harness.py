@@ -134,7 +134,7 @@ def run_evaluation(
             load,
             tokenizer=tokenizer,
             fingerprint=fingerprint,
-            settings={"backend": backend, "dtype": dtype, "seed": seed},
+            settings={"backend": backend, "dtype": dtype, "seed": seed, "batch_size": batch_size},
             store=store,
             max_gen_toks=DEFAULT_MAX_GEN_TOKS,
         )
