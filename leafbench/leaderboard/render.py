@@ -324,21 +324,29 @@ def content_policy() -> str:
             "img-src 'none'; base-uri 'none'; form-action 'none'")
 
 
+def page_head(title: str, style: str, policy: str) -> list[str]:
+    """The opening of a self-contained page, up to <body>: its content policy travels in the
+    page itself (a file:// page has no server to send the header), its style inline."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(policy)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{style}</style>",
+        "</head>",
+        "<body>",
+    ]
+
+
 def html_page(view: View) -> str:
     """The whole page: header, the sortable score table with its notes, the interval chart,
     the gate's verdicts."""
     counts = summary(view)
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(content_policy())}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Leaderboard: {escape(view.name)}</title>",
-        f"<style>{STYLE}</style>",
-        "</head>",
-        "<body>",
+        *page_head(f"Leaderboard: {view.name}", STYLE, content_policy()),
         f"<header><h1>Leaderboard: {escape(view.name)}</h1><p>{escape(counts)}</p></header>",
         "<main>",
         scores_section(view),

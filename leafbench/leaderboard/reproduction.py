@@ -59,6 +59,7 @@ from leafbench.leaderboard.render import (
     lcb_window,
     md_row,
     md_text,
+    page_head,
 )
 
 PUBLISHED_PREFIX = "paper: "
@@ -352,16 +353,7 @@ def content_policy() -> str:
 
 def html_page(rows: Sequence[ReportRow], title: str) -> str:
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(content_policy())}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{REPORT_STYLE}</style>",
-        "</head>",
-        "<body>",
+        *page_head(title, REPORT_STYLE, content_policy()),
         f'<header><h1>{escape(title)}</h1><p class="summary">{escape(summary(rows))}</p>'
         "</header>",
         "<main>",
