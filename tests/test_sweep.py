@@ -207,6 +207,29 @@ def test_a_trial_taken_from_its_worker_stops_its_distillation_and_raises_the_ref
     assert not list(distilled.glob("*.partial")), "a stopped distillation left its partial run"
 
 
+def test_an_error_while_answering_an_epoch_stops_the_distillation_and_is_kept(tmp_path):
+    """The trainer's side of the handshake against the real thread: when logging an epoch's
+    score fails (a tracking server gone), the thread answers stop at once and keeps the error
+    for the trial — it does not die and leave the trainer waiting out its timeout."""
+    from leafbench.distill.control import ask_to_continue
+    from leafbench.sweep.epochs import EpochReporter
+
+    def log(epoch: int, score: float) -> None:
+        if epoch == 2:
+            raise ConnectionError("tracking server gone")
+
+    trial = optuna.create_study(direction="maximize").ask()
+    reporter = EpochReporter(trial, tmp_path, log)
+    reporter.start()
+    try:
+        assert ask_to_continue(tmp_path, 1, 0.5, timeout=20) is True
+        assert ask_to_continue(tmp_path, 2, 0.6, timeout=20) is False  # no 20 s wait, a stop
+    finally:
+        reporter.stop()
+    assert isinstance(reporter.failure, ConnectionError) and reporter.epochs == 2
+    assert (tmp_path / "epoch-2.verdict").read_text() == "stop"
+
+
 def test_a_real_task_is_tuned_on_the_validation_file_the_experiment_names(experiment, tmp_path):
     held_out = tmp_path / "gsm8k_validation.jsonl"
     held_out.write_text('{"question": "What is 2 + 2?", "answer": "4\\n#### 4"}\n')

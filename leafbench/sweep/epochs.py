@@ -7,10 +7,12 @@ and waits for ``epoch-<e>.verdict`` (``continue`` or ``stop``). Files, not callb
 score to the trial as the intermediate value of step e, asks the study's pruner, and says stop
 when the trial should be pruned — so a pruned trial's distillation ends at that epoch.
 
-A trial can be taken from its worker while it runs: paused past the grace period, another worker
-fails it as stale and retries it. The storage then refuses the report; the thread answers stop
-(the trainer would otherwise wait out its timeout for a verdict that never comes, and the
-training's result would be refused anyway) and keeps the refusal for the trial to raise.
+Whatever goes wrong in answering, the thread answers stop and keeps the error for the trial to
+raise: a dead thread would leave the trainer waiting out its timeout for a verdict that never
+comes, then training on unreported. The common case: a trial taken from its worker while it runs
+(paused past the grace period, another worker fails it as stale and retries it), whose report
+the storage refuses with `UpdateFinishedTrialError` — its training's result would be refused
+anyway. Another is the tracking server gone when an epoch's score is logged.
 """
 
 from __future__ import annotations
@@ -32,11 +34,19 @@ class EpochReporter(threading.Thread):
         super().__init__(daemon=True, name=f"epochs-trial-{trial.number}")
         self.trial, self.control, self.on_report = trial, control, on_report
         self.pruned_at: int | None = None
-        self.refused: optuna.exceptions.UpdateFinishedTrialError | None = None
+        self.failure: Exception | None = None  # what stopped the answering, if anything did
         self.epochs = 0
+        self._asked = 1  # the epoch whose question is being answered
         self._done = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._answer()
+        except Exception as failure:  # noqa: BLE001 — kept, and raised by the trial
+            self.failure = failure
+            _write(self.control / f"epoch-{self._asked}.verdict", "stop")
+
+    def _answer(self) -> None:
         epoch = 1
         while not self._done.is_set():
             question = self.control / f"epoch-{epoch}.json"
@@ -46,13 +56,9 @@ class EpochReporter(threading.Thread):
             if not question.is_file():
                 self._done.wait(0.1)
                 continue
+            self._asked = epoch
             score = float(json.loads(question.read_text())["score"])
-            try:
-                self.trial.report(score, epoch)
-            except optuna.exceptions.UpdateFinishedTrialError as refused:
-                self.refused = refused
-                _write(self.control / f"epoch-{epoch}.verdict", "stop")
-                return
+            self.trial.report(score, epoch)
             self.epochs = epoch
             if self.on_report is not None:
                 self.on_report(epoch, score)

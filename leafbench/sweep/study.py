@@ -252,8 +252,8 @@ def _run_answering_epochs(trial: optuna.Trial, exp: Experiment,
     try:
         return run_experiment(exp, until="evaluate")  # interpretation is not the objective
     except DistillationStopped as stopped:
-        if reporter.refused is not None:  # the trial was taken from this worker: its late result
-            raise reporter.refused from stopped
+        if reporter.failure is not None:  # e.g. the trial was taken from this worker
+            raise reporter.failure from stopped
         trial.set_user_attr("epochs_run", reporter.epochs)
         raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}") from stopped
     finally:
