@@ -25,4 +25,9 @@ def load(
     del seed, max_gen_toks
     if revision is not None:
         options["revision"] = revision
-    return HFLM(pretrained=model, device=device, batch_size=batch_size, dtype=dtype, **options)
+    lm = HFLM(pretrained=model, device=device, batch_size=batch_size, dtype=dtype, **options)
+    # HFLM asks for max_length = prompt + max_gen_toks, and transformers lets a
+    # generation_config.json's max_new_tokens win over it (with a warning every batch): the
+    # testbed's models say 32, some hub models more, and the request's budget was ignored.
+    lm.model.generation_config.max_new_tokens = None
+    return lm
